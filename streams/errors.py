@@ -1,0 +1,104 @@
+"""Every error proofrecon raises, drawn in one place.
+
+    ProofReconError                  code
+    ├── ConfigError                  CONFIG_INVALID
+    ├── ContractError                INVALID_REQUEST        (input violating a contract)
+    ├── MintError
+    │   ├── MintNotAllowed           MINT_NOT_ALLOWED       (not on the allow-list; not called)
+    │   ├── MintProtocolError        MINT_PROTOCOL_ERROR    (an untrustworthy answer; not cached)
+    │   │   └── CanaryMismatch       MINT_CANARY_MISMATCH   (a known-SPENT Y read as not SPENT)
+    │   └── MintUnavailable          MINT_UNAVAILABLE       (the mint's truth cannot be had now)
+    │       ├── MintRateLimited      MINT_RATE_LIMITED      (a 429, or our own budget is exhausted)
+    │       ├── MintCircuitOpen      MINT_CIRCUIT_OPEN      (repeated failures; failing fast)
+    │       ├── MintTransportError   MINT_TRANSPORT_ERROR   (connection refused/reset, 5xx)
+    │       └── MintDeadlineExceeded DEADLINE_EXCEEDED      (the caller's deadline passed first)
+    └── SinkError                    SINK_ERROR
+        └── SinkBackpressure         SINK_BACKPRESSURE      (retry after `retry_after` seconds)
+
+Codes are stable: match on `.code`, never on message text. Messages never carry a proof secret.
+A `MintProtocolError` is a `MintError` but not `MintUnavailable`; the preflight maps both to
+BLOCKED / MINT_UNAVAILABLE, since in either case the mint's truth is unknown.
+"""
+
+from __future__ import annotations
+
+
+class ProofReconError(Exception):
+    code = "PROOFRECON_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class ConfigError(ProofReconError):
+    code = "CONFIG_INVALID"
+
+
+class ContractError(ProofReconError):
+    code = "INVALID_REQUEST"
+
+
+class MintError(ProofReconError):
+    code = "MINT_ERROR"
+
+    def __init__(self, message: str, *, mint_url: str) -> None:
+        super().__init__(f"{mint_url}: {message}")
+        self.mint_url = mint_url
+
+
+class MintNotAllowed(MintError):
+    code = "MINT_NOT_ALLOWED"
+
+
+class MintProtocolError(MintError):
+    code = "MINT_PROTOCOL_ERROR"
+
+
+class CanaryMismatch(MintProtocolError):
+    code = "MINT_CANARY_MISMATCH"
+
+
+class MintUnavailable(MintError):
+    code = "MINT_UNAVAILABLE"
+
+
+class MintRateLimited(MintUnavailable):
+    code = "MINT_RATE_LIMITED"
+
+    def __init__(self, message: str, *, mint_url: str, retry_after: float) -> None:
+        super().__init__(message, mint_url=mint_url)
+        self.retry_after = retry_after
+
+
+class MintCircuitOpen(MintUnavailable):
+    code = "MINT_CIRCUIT_OPEN"
+
+    def __init__(self, message: str, *, mint_url: str, retry_after: float) -> None:
+        super().__init__(message, mint_url=mint_url)
+        self.retry_after = retry_after
+
+
+class MintTransportError(MintUnavailable):
+    code = "MINT_TRANSPORT_ERROR"
+
+
+class MintDeadlineExceeded(MintUnavailable):
+    code = "DEADLINE_EXCEEDED"
+
+
+class SinkError(ProofReconError):
+    code = "SINK_ERROR"
+
+
+class SinkBackpressure(SinkError):
+    """The sink cannot take more now; the caller pauses consumption and retries after a while."""
+
+    code = "SINK_BACKPRESSURE"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

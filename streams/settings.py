@@ -1,0 +1,323 @@
+"""Configuration, by theme. Every field is read from a `PROOFRECON_*` environment variable.
+
+Settings are built by `load_settings()`, never at import, so tests and tools can build their own.
+`.env.example` lists every variable; `tests/test_settings.py` fails when it drifts from this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from streams.domain import Severity
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _normalise_mint_url(url: str) -> str:
+    return url.strip().rstrip("/")
+
+
+class _Themed(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class KafkaSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_KAFKA_")
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated Kafka bootstrap servers (host:port)."
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    sasl_username: str | None = Field(None, description="SASL username.")
+    sasl_password: str | None = Field(None, description="SASL password.")
+    ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers (SSL).")
+    ssl_certfile: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    ssl_keyfile: Path | None = Field(None, description="Client private key for mutual TLS.")
+    app_id: str = Field(
+        "proofrecon", description="Faust application id: the consumer group and table prefix."
+    )
+    commit_interval_s: float = Field(
+        1.0, gt=0, description="How often consumed offsets are committed (seconds)."
+    )
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError("SASL protocols need sasl_mechanism, sasl_username, sasl_password")
+        return self
+
+
+class TopicSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_TOPIC_")
+
+    token_status: str = Field("wallet.token-status", description="Wallet token-status changes.")
+    melt_requests: str = Field("wallet.melt-requests", description="Melt preflight requests.")
+    preflight_results: str = Field(
+        "recon.preflight-results", description="Preflight verdicts, keyed by request_id."
+    )
+    discrepancies: str = Field("recon.discrepancies", description="Classified discrepancy events.")
+    corrections: str = Field("wallet.corrections", description="Status fixes for the wallet DB.")
+    proof_checks: str = Field(
+        "recon.proof-checks", description="Counts of proofs checked (analytics denominator)."
+    )
+    alerts: str = Field("recon.alerts", description="Alerts for on-call.")
+    dead_letter: str = Field("recon.dead-letter", description="Input that could not be processed.")
+    partitions: int = Field(
+        6, ge=1, description="Partition count of every wallet-facing topic (must be equal)."
+    )
+    replication_factor: int = Field(1, ge=1, description="Replication factor for created topics.")
+    retention_ms: int = Field(
+        7 * 24 * 3600 * 1000, gt=0, description="Retention of the non-compacted topics (ms)."
+    )
+
+
+class MintSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_MINT_")
+
+    allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:3338"],
+        description="Comma-separated mint URLs the service may call; any other URL is refused.",
+    )
+    max_batch_size: int = Field(
+        1000, ge=1, description="Most Ys per checkstate request (min with the mint's own limit)."
+    )
+    requests_per_minute: float = Field(
+        40.0, gt=0, description="Request budget per mint (real mints block at 60/min per IP)."
+    )
+    burst: int = Field(5, ge=1, description="Requests a mint may receive back to back.")
+    gather_window_ms: float = Field(
+        3.0, ge=0, description="How long concurrent checks are gathered into one request (ms)."
+    )
+    request_timeout_s: float = Field(5.0, gt=0, description="HTTP timeout per request (seconds).")
+    rate_limit_silence_s: float = Field(
+        60.0, ge=0, description="Silence after a 429; every 429 restarts it (seconds)."
+    )
+    max_retries: int = Field(3, ge=0, description="Retries on transport errors, timeouts and 5xx.")
+    retry_backoff_s: float = Field(0.1, gt=0, description="Base of the jittered backoff (seconds).")
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open a mint's circuit."
+    )
+    breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="How long an open circuit fails fast (seconds)."
+    )
+    spent_cache_size: int = Field(
+        1_000_000, ge=0, description="SPENT Ys remembered per mint (SPENT is final)."
+    )
+    canaries: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Comma-separated mint_url=Y pairs: a Y known SPENT at that mint, sent along "
+        "with batches to prove the mint and our hashing agree.",
+    )
+    default_deadline_ms: int = Field(
+        2000, gt=0, description="Deadline for a check when the caller gives none (ms)."
+    )
+
+    @field_validator("allowlist", mode="before")
+    @classmethod
+    def _parse_allowlist(cls, value: Any) -> Any:
+        parsed = _split_csv(value)
+        return [_normalise_mint_url(u) for u in parsed] if isinstance(parsed, list) else parsed
+
+    @field_validator("canaries", mode="before")
+    @classmethod
+    def _parse_canaries(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in _split_csv(value):
+            url, sep, y = item.rpartition("=")
+            if not sep or not url:
+                raise ValueError(f"canary {item!r} is not mint_url=Y")
+            pairs[_normalise_mint_url(url)] = y.strip().lower()
+        return pairs
+
+
+class PolicySettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_POLICY_")
+
+    blocking_severities: Annotated[frozenset[Severity], NoDecode] = Field(
+        frozenset({Severity.HIGH}), description="Severities that block a melt (comma-separated)."
+    )
+    auto_correct_severities: Annotated[frozenset[Severity], NoDecode] = Field(
+        frozenset({Severity.MEDIUM}),
+        description="Severities corrected automatically; the melt then clears after "
+        "reconciliation (comma-separated).",
+    )
+    max_proofs_per_event: int = Field(
+        1000, ge=1, description="Most proofs one token-status event or melt request may carry."
+    )
+    max_secret_length: int = Field(
+        1024, ge=1, description="Longest proof secret accepted (characters)."
+    )
+
+    @field_validator("blocking_severities", "auto_correct_severities", mode="before")
+    @classmethod
+    def _parse_severities(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+
+class PreflightSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_PREFLIGHT_")
+
+    batch_max: int = Field(200, ge=1, description="Most melt requests checked together.")
+    batch_within_ms: float = Field(
+        5.0, gt=0, description="How long melt requests are gathered into one batch (ms)."
+    )
+
+
+class SweepSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_SWEEP_")
+
+    enabled: bool = Field(True, description="Re-check unspent and pending proofs on a timer.")
+    interval_s: float = Field(10.0, gt=0, description="Seconds between sweep rounds.")
+    budget_share: float = Field(
+        0.25, gt=0, le=0.9, description="Share of each mint's request budget the sweep may use."
+    )
+    min_age_s: float = Field(
+        60.0, ge=0, description="A proof is re-checked only this long after its last check (s)."
+    )
+
+
+class ClickHouseSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_CLICKHOUSE_")
+
+    url: str | None = Field(
+        None,
+        description="chdb:///path for embedded ClickHouse (default: <data_dir>/chdb) or "
+        "http(s)://user:pass@host:8123/db for a server.",
+    )
+    username: str | None = Field(None, description="Server username (overrides the URL's).")
+    password: str | None = Field(None, description="Server password (overrides the URL's).")
+    database: str = Field("proofrecon", description="Database holding the analytics objects.")
+    ttl_days: int = Field(400, ge=1, description="Days raw rows are kept.")
+    batch_max_rows: int = Field(10_000, ge=1, description="Most rows per insert.")
+    batch_max_wait_s: float = Field(1.0, gt=0, description="Longest a row waits for its insert.")
+    sink_enabled: bool = Field(True, description="Run the ClickHouse sink inside the worker.")
+
+
+class AlertSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_ALERT_")
+
+    enabled: bool = Field(True, description="Run the alerts agent inside the worker.")
+
+
+class WebSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_WEB_")
+
+    host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    port: int = Field(6066, ge=1, le=65535, description="The worker's web port.")
+
+
+class Settings(BaseModel):
+    """All themes together. Build with `load_settings()`."""
+
+    model_config = {"frozen": True}
+
+    data_dir: Path
+    log_level: str
+    kafka: KafkaSettings
+    topics: TopicSettings
+    mint: MintSettings
+    policy: PolicySettings
+    preflight: PreflightSettings
+    sweep: SweepSettings
+    clickhouse: ClickHouseSettings
+    alerts: AlertSettings
+    web: WebSettings
+
+    @property
+    def clickhouse_url(self) -> str:
+        return self.clickhouse.url or f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+
+class CoreSettings(_Themed):
+    model_config = SettingsConfigDict(env_prefix="PROOFRECON_")
+
+    data_dir: Path = Field(
+        Path("./.data"), description="Directory for table stores, embedded chDB and state."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the JSON log lines."
+    )
+
+
+THEMES: dict[str, type[BaseSettings]] = {
+    "kafka": KafkaSettings,
+    "topics": TopicSettings,
+    "mint": MintSettings,
+    "policy": PolicySettings,
+    "preflight": PreflightSettings,
+    "sweep": SweepSettings,
+    "clickhouse": ClickHouseSettings,
+    "alerts": AlertSettings,
+    "web": WebSettings,
+}
+
+
+def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read every theme from the environment (and `env_file` if given).
+
+    `overrides` maps a theme name to a dict of field values, e.g. `topics={"partitions": 3}`.
+    """
+    core = CoreSettings(_env_file=env_file)  # type: ignore[call-arg]
+    themes = {
+        name: cls(_env_file=env_file, **overrides.get(name, {}))  # type: ignore[call-arg]
+        for name, cls in THEMES.items()
+    }
+    core_over = {k: v for k, v in overrides.items() if k not in THEMES}
+    return Settings(
+        data_dir=core_over.get("data_dir", core.data_dir),
+        log_level=core_over.get("log_level", core.log_level),
+        **themes,
+    )
+
+
+def _env_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, frozenset | set):
+        return ",".join(sorted(str(v) for v in value))
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def render_env_example() -> str:
+    """The text of `.env.example`: every variable, its description and its default."""
+    lines = [
+        "# proofrecon settings. Every variable is optional; the value shown is the default.",
+        "# Generated from streams/settings.py (python -m streams.settings > .env.example).",
+    ]
+    for title, cls in [("core", CoreSettings), *THEMES.items()]:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        lines += ["", f"# --- {title} ---"]
+        for name, field in cls.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            lines.append(f"# {field.description}")
+            # Unset-by-default variables stay commented: an empty value is not "unset".
+            comment = "# " if default is None else ""
+            lines.append(f"{comment}{prefix}{name.upper()}={_env_value(default)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_env_example(), end="")

@@ -1,0 +1,163 @@
+"""The topics proofrecon reads and writes, and how they are created.
+
+Faust creates only its own internal topics (changelogs); the contract topics are created here with
+the configured partition count. Every wallet-facing topic has the same count, so one npub's token
+events, melt requests and table rows live on one partition number and therefore on one worker.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.helpers import create_ssl_context
+
+from streams.errors import ConfigError
+from streams.settings import KafkaSettings, Settings
+
+TOPIC_ALREADY_EXISTS = 36
+DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str]
+
+    @property
+    def cleanup_policy(self) -> str:
+        return self.config.get("cleanup.policy", "delete")
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    partitions: int
+    cleanup_policy: str
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    t = settings.topics
+    retention = {"cleanup.policy": "delete", "retention.ms": str(t.retention_ms)}
+    # A wallet keeps the first answer per request_id; compaction keeps the topic small while
+    # `delete` still ages out answers nobody asked for again.
+    answers = {"cleanup.policy": "compact,delete", "retention.ms": str(t.retention_ms)}
+    dead_letter = {"cleanup.policy": "delete", "retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+    named = [
+        (t.token_status, retention),
+        (t.melt_requests, retention),
+        (t.preflight_results, answers),
+        (t.discrepancies, retention),
+        (t.corrections, retention),
+        (t.proof_checks, retention),
+        (t.alerts, retention),
+        (t.dead_letter, dead_letter),
+    ]
+    return [TopicSpec(name, t.partitions, dict(cfg)) for name, cfg in named]
+
+
+def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection settings shared by every aiokafka client (admin, producer, consumer)."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = ssl_context(kafka)
+    if kafka.sasl_mechanism:
+        kwargs.update(
+            sasl_mechanism=kafka.sasl_mechanism,
+            sasl_plain_username=kafka.sasl_username,
+            sasl_plain_password=kafka.sasl_password,
+        )
+    return kwargs
+
+
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+    return create_ssl_context(
+        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+        certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+        keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+    )
+
+
+async def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings.kafka), request_timeout_ms=15_000)
+    await admin.start()
+    return admin
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create every missing topic; verify existing ones. Returns one line per topic."""
+    specs = topic_specs(settings)
+    admin = await _admin(settings)
+    try:
+        existing = await _describe(admin, [s.name for s in specs])
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            await _create(admin, missing, settings.topics.replication_factor)
+        lines = []
+        for spec in specs:
+            if spec.name in existing:
+                _check_existing(spec, existing[spec.name])
+                lines.append(f"exists  {spec.name} ({spec.partitions} partitions)")
+            else:
+                lines.append(f"created {spec.name} ({spec.partitions} partitions)")
+        return lines
+    finally:
+        await admin.close()
+
+
+def _check_existing(spec: TopicSpec, info: TopicInfo) -> None:
+    # Adding partitions would move npubs to other partitions and strand their table rows.
+    if info.partitions != spec.partitions:
+        raise ConfigError(
+            f"topic {spec.name} has {info.partitions} partitions, configured "
+            f"{spec.partitions}; recreate it or set PROOFRECON_TOPIC_PARTITIONS={info.partitions}"
+        )
+
+
+async def _create(admin: AIOKafkaAdminClient, specs: list[TopicSpec], replication: int) -> None:
+    new = [NewTopic(s.name, s.partitions, replication, topic_configs=s.config) for s in specs]
+    response = await admin.create_topics(new)
+    for name, code, *rest in response.topic_errors:
+        if code not in (0, TOPIC_ALREADY_EXISTS):
+            message = rest[0] if rest else ""
+            raise ConfigError(f"could not create topic {name}: error {code} {message}")
+
+
+async def describe_topics(settings: Settings) -> dict[str, TopicInfo]:
+    admin = await _admin(settings)
+    try:
+        return await _describe(admin, [s.name for s in topic_specs(settings)])
+    finally:
+        await admin.close()
+
+
+async def _describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, TopicInfo]:
+    present = set(await admin.list_topics()) & set(names)
+    if not present:
+        return {}
+    partitions = {
+        t["topic"]: len(t["partitions"])
+        for t in await admin.describe_topics(sorted(present))
+        if t["error_code"] == 0
+    }
+    policies = await _cleanup_policies(admin, sorted(partitions))
+    return {
+        name: TopicInfo(count, policies.get(name, "delete")) for name, count in partitions.items()
+    }
+
+
+async def _cleanup_policies(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, str]:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    policies: dict[str, str] = {}
+    for response in await admin.describe_configs(resources):
+        for resource in response.to_object()["resources"]:
+            for entry in resource["config_entries"]:
+                if entry["config_names"] == "cleanup.policy":
+                    policies[resource["resource_name"]] = entry["config_value"]
+    return policies

@@ -1,0 +1,103 @@
+"""Fixtures shared by the whole suite.
+
+Tests that touch Kafka or the mint run against the local stack (`make stack-up`); they fail, not
+skip, when it is down, because a suite that silently skips its real-component tests proves nothing.
+Every test gets its own topic names and consumer group, so runs never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from streams.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+KAFKA = os.environ.get("PROOFRECON_TEST_KAFKA", "127.0.0.1:9092")
+MINT_URL = os.environ.get("PROOFRECON_TEST_MINT", "http://127.0.0.1:3338")
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+TOPIC_FIELDS = (
+    "token_status",
+    "melt_requests",
+    "preflight_results",
+    "discrepancies",
+    "corrections",
+    "proof_checks",
+    "alerts",
+    "dead_letter",
+)
+
+
+def _stack_hint(what: str) -> str:
+    return f"{what} is not reachable; start the local stack with `make stack-up`"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    import socket
+
+    host, port = KAFKA.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError:
+        pytest.fail(_stack_hint(f"Kafka at {KAFKA}"))
+    return KAFKA
+
+
+@pytest.fixture(scope="session")
+def mint_url() -> str:
+    try:
+        httpx.get(f"{MINT_URL}/v1/info", timeout=5).raise_for_status()
+    except httpx.HTTPError:
+        pytest.fail(_stack_hint(f"the mint at {MINT_URL}"))
+    return MINT_URL
+
+
+@pytest.fixture
+def run_id() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Settings isolated to this test: own topics, consumer group, data dir."""
+    for key in list(os.environ):
+        if key.startswith("PROOFRECON_") and not key.startswith("PROOFRECON_TEST_"):
+            monkeypatch.delenv(key)
+
+    def build(**overrides: Any) -> Settings:
+        topics = {field: f"t{run_id}.{field.replace('_', '-')}" for field in TOPIC_FIELDS}
+        topics.update(overrides.pop("topics", {}))
+        kafka = {"bootstrap_servers": KAFKA, "app_id": f"proofrecon-test-{run_id}"}
+        kafka.update(overrides.pop("kafka", {}))
+        mint = {"allowlist": [MINT_URL]}
+        mint.update(overrides.pop("mint", {}))
+        return load_settings(
+            data_dir=overrides.pop("data_dir", tmp_path / "data"),
+            topics=topics,
+            kafka=kafka,
+            mint=mint,
+            **overrides,
+        )
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Iterator[Path]:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    yield ARTIFACTS
