@@ -66,6 +66,39 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings)
 
 
+def _add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    worker = sub.add_parser("worker", help="run the stream processor (Faust worker)")
+    worker.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.worker import run_worker
+
+    return run_worker(settings)
+
+
+def _add_preflight(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pre = sub.add_parser(
+        "preflight",
+        help="ask the running worker for a melt preflight verdict",
+        description="Exit codes: 0 cleared, 2 blocked, 3 no answer within the timeout.",
+    )
+    pre.add_argument("--npub", required=True)
+    pre.add_argument("--mint", required=True, help="the mint URL of the proofs")
+    pre.add_argument(
+        "--proofs", required=True, type=Path, help="JSON list of {Y|secret, amount, keyset_id}"
+    )
+    pre.add_argument("--timeout", type=float, default=10.0, help="seconds to wait (default 10)")
+    pre.add_argument("--request-id", default=None, help="default: a new UUID")
+    pre.set_defaults(handler=_preflight)
+
+
+def _preflight(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.preflight_cli import run_preflight
+
+    return asyncio.run(run_preflight(args, settings))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proofrecon",
@@ -73,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env-file", type=Path, default=None, help="read settings from this file")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_topics, _add_schemas, _add_demo):
+    for add in (_add_topics, _add_schemas, _add_demo, _add_worker, _add_preflight):
         add(sub)
     return parser
 

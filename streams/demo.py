@@ -21,11 +21,11 @@ async def _stack_report(settings: Settings) -> list[str]:
         lines.append(f"mint        {mint_url}: {info.get('version')}")
     import clickhouse_connect
 
-    client = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
+    ch = clickhouse_connect.get_client(dsn=settings.clickhouse_url)
     try:
-        version = client.query("SELECT version()").result_rows[0][0]
+        version = ch.query("SELECT version()").result_rows[0][0]
     finally:
-        client.close()
+        ch.close()
     lines.append(f"clickhouse  {settings.clickhouse_url}: ClickHouse {version}")
     return lines
 

@@ -77,6 +77,11 @@ class TopicSettings(_Themed):
     )
     alerts: str = Field("recon.alerts", description="Alerts for on-call.")
     dead_letter: str = Field("recon.dead-letter", description="Input that could not be processed.")
+    findings: str = Field(
+        "recon.findings",
+        description="Internal: mint states seen by the sweep and the web API, keyed by npub, "
+        "so the npub's partition owner classifies them against its tables.",
+    )
     partitions: int = Field(
         6, ge=1, description="Partition count of every wallet-facing topic (must be equal)."
     )
@@ -125,6 +130,15 @@ class MintSettings(_Themed):
     )
     default_deadline_ms: int = Field(
         2000, gt=0, description="Deadline for a check when the caller gives none (ms)."
+    )
+    max_in_flight: int = Field(
+        4,
+        ge=1,
+        description="Most checkstate requests out to one mint at once (more callers "
+        "wait and join bigger batches).",
+    )
+    last_seen_size: int = Field(
+        100_000, ge=0, description="Ys per mint whose last seen state is remembered for display."
     )
 
     @field_validator("allowlist", mode="before")
@@ -274,10 +288,9 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
 
     `overrides` maps a theme name to a dict of field values, e.g. `topics={"partitions": 3}`.
     """
-    core = CoreSettings(_env_file=env_file)  # type: ignore[call-arg]
+    core = CoreSettings(_env_file=env_file)
     themes = {
-        name: cls(_env_file=env_file, **overrides.get(name, {}))  # type: ignore[call-arg]
-        for name, cls in THEMES.items()
+        name: cls(_env_file=env_file, **overrides.get(name, {})) for name, cls in THEMES.items()
     }
     core_over = {k: v for k, v in overrides.items() if k not in THEMES}
     return Settings(
@@ -307,7 +320,8 @@ def render_env_example() -> str:
         "# proofrecon settings. Every variable is optional; the value shown is the default.",
         "# Generated from streams/settings.py (python -m streams.settings > .env.example).",
     ]
-    for title, cls in [("core", CoreSettings), *THEMES.items()]:
+    themes: list[tuple[str, type[BaseSettings]]] = [("core", CoreSettings), *THEMES.items()]
+    for title, cls in themes:
         prefix = str(cls.model_config.get("env_prefix", ""))
         lines += ["", f"# --- {title} ---"]
         for name, field in cls.model_fields.items():
@@ -317,6 +331,22 @@ def render_env_example() -> str:
             comment = "# " if default is None else ""
             lines.append(f"{comment}{prefix}{name.upper()}={_env_value(default)}")
     return "\n".join(lines) + "\n"
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that reproduce `settings` (for starting a worker process)."""
+    env = {
+        "PROOFRECON_DATA_DIR": str(settings.data_dir),
+        "PROOFRECON_LOG_LEVEL": settings.log_level,
+    }
+    for name, cls in THEMES.items():
+        theme = getattr(settings, name)
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for field_name in cls.model_fields:
+            value = getattr(theme, field_name)
+            if value is not None:
+                env[f"{prefix}{field_name.upper()}"] = _env_value(value)
+    return env
 
 
 if __name__ == "__main__":

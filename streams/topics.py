@@ -55,6 +55,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         (t.proof_checks, retention),
         (t.alerts, retention),
         (t.dead_letter, dead_letter),
+        (t.findings, retention),
     ]
     return [TopicSpec(name, t.partitions, dict(cfg)) for name, cfg in named]
 
@@ -77,11 +78,12 @@ def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
 
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
-    return create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
         certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
         keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
     )
+    return context
 
 
 async def _admin(settings: Settings) -> AIOKafkaAdminClient:

@@ -18,6 +18,8 @@ import pytest
 
 from streams.settings import Settings, load_settings
 
+pytest_plugins = ["tests.support.fixtures", "tests.support.pipeline"]
+
 REPO = Path(__file__).resolve().parent.parent
 KAFKA = os.environ.get("PROOFRECON_TEST_KAFKA", "127.0.0.1:9092")
 MINT_URL = os.environ.get("PROOFRECON_TEST_MINT", "http://127.0.0.1:3338")
@@ -32,6 +34,7 @@ TOPIC_FIELDS = (
     "proof_checks",
     "alerts",
     "dead_letter",
+    "findings",
 )
 
 
@@ -65,29 +68,43 @@ def run_id() -> str:
     return uuid.uuid4().hex[:10]
 
 
-@pytest.fixture
-def make_settings(
-    tmp_path: Path, run_id: str, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Settings]:
-    """Settings isolated to this test: own topics, consumer group, data dir."""
+def build_test_settings(run_id: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of their own for one test (or module): topics, consumer group, data dir, port."""
+    from tests.support.mint_server import free_port
+
+    topics = {field: f"t{run_id}.{field.replace('_', '-')}" for field in TOPIC_FIELDS}
+    topics.update(overrides.pop("topics", {}))
+    kafka = {"bootstrap_servers": KAFKA, "app_id": f"proofrecon-test-{run_id}"}
+    kafka.update(overrides.pop("kafka", {}))
+    mint = {"allowlist": [MINT_URL]}
+    mint.update(overrides.pop("mint", {}))
+    web = {"port": free_port()}
+    web.update(overrides.pop("web", {}))
+    return load_settings(
+        data_dir=overrides.pop("data_dir", data_dir),
+        topics=topics,
+        kafka=kafka,
+        mint=mint,
+        web=web,
+        **overrides,
+    )
+
+
+def clear_proofrecon_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith("PROOFRECON_") and not key.startswith("PROOFRECON_TEST_"):
             monkeypatch.delenv(key)
 
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, run_id: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Settings isolated to this test: own topics, consumer group, data dir, web port."""
+    clear_proofrecon_env(monkeypatch)
+
     def build(**overrides: Any) -> Settings:
-        topics = {field: f"t{run_id}.{field.replace('_', '-')}" for field in TOPIC_FIELDS}
-        topics.update(overrides.pop("topics", {}))
-        kafka = {"bootstrap_servers": KAFKA, "app_id": f"proofrecon-test-{run_id}"}
-        kafka.update(overrides.pop("kafka", {}))
-        mint = {"allowlist": [MINT_URL]}
-        mint.update(overrides.pop("mint", {}))
-        return load_settings(
-            data_dir=overrides.pop("data_dir", tmp_path / "data"),
-            topics=topics,
-            kafka=kafka,
-            mint=mint,
-            **overrides,
-        )
+        return build_test_settings(run_id, tmp_path / "data", **overrides)
 
     return build
 

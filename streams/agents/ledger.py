@@ -1,0 +1,106 @@
+"""Ledger agent: `wallet.token-status` into the proof table, resolving what the wallet fixed."""
+
+from __future__ import annotations
+
+import logging
+
+from streams.agents.base import Emitter, RawEvent, RawStream, event_context, raw_value, utcnow
+from streams.app import Runtime
+from streams.domain import DbStatus, ErrorKind
+from streams.errors import ContractError
+from streams.ledger import (
+    LedgerUpdate,
+    TokenRecord,
+    apply_token_event,
+    proof_key,
+    token_key,
+)
+from streams.models import DiscrepancyEvent, InvalidContract, TokenStatusEvent, parse_token_status
+from streams.reconcile import OpenDiscrepancy, resolve_after_ledger_change
+
+logger = logging.getLogger("proofrecon.ledger")
+
+SWEEPABLE = (DbStatus.UNSPENT, DbStatus.PENDING)
+
+
+class Ledger:
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+        self._emit = Emitter(runtime)
+
+    async def handle(self, event: RawEvent) -> None:
+        try:
+            parsed = parse_token_status(raw_value(event), self._rt.limits)
+        except ContractError as exc:
+            kind = (
+                exc.error_kind if isinstance(exc, InvalidContract) else ErrorKind.VALIDATION_ERROR
+            )
+            await self._emit.dead_letter(event, kind, exc.message)
+            return
+        with event_context(event):
+            update = self._apply(parsed)
+            resolved = self._resolve(parsed, update) if not update.ignored else []
+        if resolved:
+            await self._emit.discrepancies(resolved)
+
+    def _apply(self, event: TokenStatusEvent) -> LedgerUpdate:
+        tkey = token_key(event.npub, event.token_id)
+        stored = self._rt.tokens.get(tkey)
+        update = apply_token_event(event, TokenRecord.from_dict(stored) if stored else None)
+        metrics = self._rt.metrics.ledger_updates
+        if update.ignored:
+            metrics.labels("stale_version").inc(len(event.proofs))
+            return update
+        ledger = self._rt.ledger
+        sweep = self._rt.extras.get("sweep_index")
+        for y, record in update.upserts:
+            ledger[proof_key(event.npub, y)] = record.to_dict()
+            if sweep is not None:
+                if record.status in SWEEPABLE:
+                    sweep.track(event.npub, y, record.mint_url)
+                else:
+                    sweep.forget(event.npub, y)
+        for y in update.removed_ys:
+            key = proof_key(event.npub, y)
+            if ledger.get(key) is not None:
+                del ledger[key]
+            if sweep is not None:
+                sweep.forget(event.npub, y)
+        assert update.token is not None
+        self._rt.tokens[tkey] = update.token.to_dict()
+        metrics.labels("upserted").inc(len(update.upserts))
+        metrics.labels("removed").inc(len(update.removed_ys))
+        return update
+
+    def _resolve(self, event: TokenStatusEvent, update: LedgerUpdate) -> list[DiscrepancyEvent]:
+        table = self._rt.open_discrepancies
+        open_now: dict[str, OpenDiscrepancy] = {}
+        for y in update.touched_ys:
+            stored = table.get(proof_key(event.npub, y))
+            if stored is not None:
+                open_now[y] = OpenDiscrepancy.from_dict(stored)
+        if not open_now:
+            return []
+        statuses: dict[str, DbStatus | None] = {y: None for y in update.removed_ys}
+        statuses.update({y: record.status for y, record in update.upserts})
+        resolved, changes = resolve_after_ledger_change(
+            open_now, statuses, policy=self._rt.policy, npub=event.npub, at=utcnow()
+        )
+        for y in changes:
+            del table[proof_key(event.npub, y)]
+        return resolved
+
+
+def register(runtime: Runtime) -> None:
+    ledger = Ledger(runtime)
+
+    @runtime.app.agent(runtime.topics["token_status"], name="ledger", concurrency=1)
+    async def ledger_agent(stream: RawStream) -> None:
+        async for event in stream.events():
+            try:
+                await ledger.handle(event)
+            except Exception as exc:  # one bad event must not stop the ledger
+                logger.exception("ledger could not apply a token-status event")
+                await Emitter(runtime).dead_letter(
+                    event, ErrorKind.PROCESSING_ERROR, type(exc).__name__
+                )

@@ -1,0 +1,182 @@
+"""The Faust application: built by `create_app(settings)`, run by `proofrecon worker`.
+
+At-least-once, one actor per agent (concurrency > 1 can commit past an in-flight message,
+faust-streaming #606), RocksDB tables with changelogs, standby replicas off by default. Every
+output carries a deterministic id and every consumer is idempotent, which is why exactly-once mode
+(unsafe for topics this app does not consume itself: #177, #323, #440, #517) is not needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, cast
+
+import faust
+from faust.tables.manager import TableManager
+from prometheus_client import CollectorRegistry
+
+from streams.classify import Policy
+from streams.logs import logging_config
+from streams.metrics import Metrics, PrometheusGatewayObserver
+from streams.mint import MintGateways, MintHealth
+from streams.mint.observer import HealthListener
+from streams.models import ContractLimits
+from streams.settings import KafkaSettings, Settings
+from streams.topics import ssl_context
+
+JsonTable: TypeAlias = faust.Table[str, dict[str, Any]]
+
+
+@dataclass(eq=False)
+class Runtime:
+    """Everything the agents, timers and web views share inside one worker."""
+
+    settings: Settings
+    app: faust.App
+    policy: Policy
+    limits: ContractLimits
+    metrics: Metrics
+    gateways: MintGateways
+    topics: dict[str, faust.TopicT]
+    ledger: JsonTable  # npub|Y -> ProofRecord
+    tokens: JsonTable  # npub|token_id -> TokenRecord
+    open_discrepancies: JsonTable  # npub|Y -> OpenDiscrepancy
+    health_listeners: list[HealthListener] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def topic(self, name: str) -> faust.TopicT:
+        """A raw-bytes topic by name (reply topics chosen by wallets included)."""
+        if name not in self.topics:
+            self.topics[name] = _raw_topic(self.app, name, self.settings.topics.partitions)
+        return self.topics[name]
+
+    def on_mint_health(self, mint_url: str, old: MintHealth, new: MintHealth) -> None:
+        for listener in list(self.health_listeners):
+            listener(mint_url, old, new)
+
+
+def _raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
+    # Raw bytes in and out: we decode ourselves, so bad input reaches the dead-letter path
+    # instead of Faust's decoder, and keys stay the producer's exact bytes (murmur2 of the npub).
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=False,
+    )
+
+
+def _broker_credentials(kafka: KafkaSettings) -> Any:
+    if kafka.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            mechanism=kafka.sasl_mechanism,
+            ssl_context=ssl_context(kafka) if kafka.security_protocol == "SASL_SSL" else None,
+        )
+    if kafka.security_protocol == "SSL":
+        return ssl_context(kafka)
+    return None
+
+
+def _faust_app(settings: Settings) -> faust.App:
+    brokers = ";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(","))
+    return faust.App(
+        settings.kafka.app_id,
+        broker=brokers,
+        broker_credentials=_broker_credentials(settings.kafka),
+        store="rocksdb://",
+        datadir=str(settings.data_dir / "faust"),
+        processing_guarantee="at_least_once",
+        topic_partitions=settings.topics.partitions,
+        topic_replication_factor=settings.topics.replication_factor,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        broker_commit_interval=settings.kafka.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=settings.web.host,
+        web_host=settings.web.host,
+        web_port=settings.web.port,
+        web_tables_enabled=False,
+        logging_config=logging_config(settings.log_level),
+        autodiscover=False,
+        producer_linger=0.001,
+    )
+
+
+def _table(app: faust.App, name: str, partitions: int, help_: str) -> JsonTable:
+    # JSON keys: a str key must read back as the same str after changelog recovery.
+    schema: faust.Schema[str, Any] = faust.Schema(
+        key_type=str, key_serializer="json", value_serializer="json"
+    )
+    table = app.Table(name, default=None, partitions=partitions, schema=schema, help=help_)
+    return cast(JsonTable, table)
+
+
+def tables_recovered(app: faust.App) -> bool:
+    """True once the tables are restored from their changelogs (and after each rebalance)."""
+    manager = cast(TableManager, app.tables)
+    return manager.recovery.completed.is_set() and not app.rebalancing
+
+
+def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> Runtime:
+    """Build the app and register every agent, timer and view. Nothing connects until it runs."""
+    app = _faust_app(settings)
+    registry = registry or CollectorRegistry()
+    metrics = Metrics(registry)
+    n = settings.topics.partitions
+    topics = {
+        name: _raw_topic(app, getattr(settings.topics, name), n)
+        for name in (
+            "token_status",
+            "melt_requests",
+            "preflight_results",
+            "discrepancies",
+            "corrections",
+            "proof_checks",
+            "alerts",
+            "dead_letter",
+            "findings",
+        )
+    }
+    runtime = Runtime(
+        settings=settings,
+        app=app,
+        policy=Policy.from_settings(settings.policy),
+        limits=ContractLimits.from_settings(settings.policy),
+        metrics=metrics,
+        gateways=MintGateways.from_settings(settings),
+        topics=topics,
+        ledger=_table(app, "ledger", n, "The wallet DB's view of each proof (npub|Y)"),
+        tokens=_table(app, "tokens", n, "Last applied version of each token (npub|token_id)"),
+        open_discrepancies=_table(app, "open-discrepancies", n, "Open discrepancies (npub|Y)"),
+    )
+    runtime.gateways = MintGateways.from_settings(
+        settings, observer=PrometheusGatewayObserver(metrics, runtime.on_mint_health)
+    )
+    _register(runtime)
+    return runtime
+
+
+def _register(runtime: Runtime) -> None:
+    # Imported here: each module registers its agents on the app it is given.
+    from faust.sensors.prometheus import setup_prometheus_sensors
+
+    from streams.agents import findings, ledger, preflight, sweep
+    from streams.web import register_views
+
+    setup_prometheus_sensors(runtime.app, registry=runtime.metrics.registry)
+    ledger.register(runtime)
+    preflight.register(runtime)
+    findings.register(runtime)
+    sweep.register(runtime)
+    register_views(runtime)
+
+    async def _close_gateways(app: Any, **kwargs: Any) -> None:
+        await runtime.gateways.close()
+
+    cast(Any, runtime.app.on_before_shutdown).connect(_close_gateways)

@@ -1,0 +1,154 @@
+"""Wallet-side clients: ask for a melt preflight and await its verdict; publish token statuses.
+
+Request/reply is done here rather than with Faust's `agent.ask()` (no timeout, reply topics per
+process): the request goes to `wallet.melt-requests` keyed by npub, the answer comes back on
+`recon.preflight-results` keyed by request_id, and this client correlates by request_id. The first
+answer wins; a late or duplicate answer (at-least-once delivery can repeat one) is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.errors import ProofReconError
+from streams.models import MeltRequest, PreflightResult, TokenStatusEvent, to_json_bytes
+from streams.settings import Settings
+from streams.topics import client_kwargs
+
+logger = logging.getLogger("proofrecon.client")
+
+
+class PreflightTimeout(ProofReconError):
+    code = "PREFLIGHT_TIMEOUT"
+
+
+class PreflightClient:
+    """`async with PreflightClient(settings) as client: result = await client.preflight(req)`."""
+
+    def __init__(self, settings: Settings, *, reply_topic: str | None = None) -> None:
+        self._settings = settings
+        self._reply_topic = reply_topic or settings.topics.preflight_results
+        self._producer: AIOKafkaProducer | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[PreflightResult]] = {}
+
+    async def __aenter__(self) -> PreflightClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        kwargs = client_kwargs(self._settings.kafka)
+        self._producer = AIOKafkaProducer(**kwargs, acks="all", linger_ms=0)
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(**kwargs, group_id=None, enable_auto_commit=False)
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self._reply_topic)
+        if not partitions:
+            partitions = await self._wait_for_partitions()
+        tps = [TopicPartition(self._reply_topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        # Resolve the end offsets now: an answer produced after this point cannot be missed.
+        for tp in tps:
+            await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read_answers())
+
+    async def _wait_for_partitions(self) -> set[int]:
+        assert self._consumer is not None
+        for _ in range(50):
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(self._reply_topic)
+            if partitions:
+                return set(partitions)
+            await asyncio.sleep(0.1)
+        raise ProofReconError(f"reply topic {self._reply_topic} does not exist")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for future in self._waiting.values():
+            future.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def preflight(self, request: MeltRequest, *, timeout: float = 10.0) -> PreflightResult:
+        """Publish `request` and wait for its verdict; PreflightTimeout after `timeout` seconds."""
+        assert self._producer is not None, "start() the client first"
+        future: asyncio.Future[PreflightResult] = asyncio.get_running_loop().create_future()
+        self._waiting[request.request_id] = future
+        try:
+            await self._producer.send_and_wait(
+                self._settings.topics.melt_requests,
+                key=request.npub.encode(),
+                value=to_json_bytes(request),
+            )
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise PreflightTimeout(
+                f"no verdict for request {request.request_id} within {timeout} s"
+            ) from None
+        finally:
+            self._waiting.pop(request.request_id, None)
+
+    async def _read_answers(self) -> None:
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    self._deliver(record.value)
+
+    def _deliver(self, value: bytes | None) -> None:
+        if not value:
+            return
+        try:
+            result = PreflightResult.model_validate_json(value)
+        except ValueError:
+            logger.warning("ignored an undecodable preflight answer")
+            return
+        future = self._waiting.get(result.request_id)
+        if future is not None and not future.done():
+            future.set_result(result)
+
+
+class TokenStatusPublisher:
+    """Publishes the wallet DB's token-status changes (an outbox relay would use this)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> TokenStatusPublisher:
+        self._producer = AIOKafkaProducer(**client_kwargs(self._settings.kafka), acks="all")
+        await self._producer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def publish(self, event: TokenStatusEvent | Mapping[str, Any]) -> None:
+        assert self._producer is not None, "use `async with`"
+        if isinstance(event, TokenStatusEvent):
+            key, value = event.npub, to_json_bytes(event)
+        else:
+            import json
+
+            key, value = str(event["npub"]), json.dumps(event).encode()
+        await self._producer.send_and_wait(
+            self._settings.topics.token_status, key=key.encode(), value=value
+        )

@@ -1,0 +1,180 @@
+"""The worker's web API (port 6066): health, readiness, validation and a proof's view.
+
+`/metrics` is served by Faust's Prometheus sensors, on the registry our domain metrics share.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+from aiokafka.admin import AIOKafkaAdminClient
+from faust import web
+
+from streams.agents.base import Emitter, utcnow
+from streams.agents.findings import Finding, ObservedProof, publish_finding
+from streams.app import Runtime, tables_recovered
+from streams.cashu import is_valid_y
+from streams.classify import proof_check_event_id, stable_id, validate_summary
+from streams.domain import BlockCode, Source
+from streams.errors import ContractError, MintError, MintNotAllowed
+from streams.ledger import ProofRecord, proof_key
+from streams.models import ProofCheckEvent, ValidateRequest, parse_validate_request, to_json_dict
+from streams.reconcile import ProofToCheck, reconcile
+from streams.topics import client_kwargs
+
+
+class KafkaProbe:
+    """Is Kafka reachable, and which topics exist? Asked at most every few seconds."""
+
+    def __init__(self, runtime: Runtime, ttl_s: float = 5.0) -> None:
+        self._rt = runtime
+        self._ttl = ttl_s
+        self._admin: AIOKafkaAdminClient | None = None
+        self._checked_at = 0.0
+        self._topics: set[str] | None = None
+
+    async def topics(self) -> set[str] | None:
+        """The topic names, or None when Kafka does not answer."""
+        if self._topics is not None and time.monotonic() - self._checked_at < self._ttl:
+            return self._topics
+        try:
+            if self._admin is None:
+                self._admin = AIOKafkaAdminClient(
+                    **client_kwargs(self._rt.settings.kafka), request_timeout_ms=3000
+                )
+                await self._admin.start()
+            self._topics = set(await self._admin.list_topics())
+        except Exception:
+            self._topics = None
+            await self.close()
+        self._checked_at = time.monotonic()
+        return self._topics
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            await admin.close()
+
+
+def register_views(runtime: Runtime) -> None:
+    app = runtime.app
+    probe = KafkaProbe(runtime)
+    runtime.extras["kafka_probe"] = probe
+
+    @app.page("/healthz")
+    async def healthz(self: web.View, request: web.Request) -> web.Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: web.View, request: web.Request) -> web.Response:
+        recovered = tables_recovered(app)
+        kafka = await probe.topics() is not None
+        body = {"ready": recovered and kafka, "tables_recovered": recovered, "kafka": kafka}
+        return self.json(body, status=200 if body["ready"] else 503)
+
+    @app.page("/v1/validate")
+    class Validate(web.View):
+        async def post(self, request: web.Request) -> web.Response:
+            raw = await cast(Any, request).read()
+            try:
+                body = parse_validate_request(raw, runtime.limits)
+            except ContractError as exc:
+                return self.json({"error": exc.code, "message": exc.message}, status=400)
+            try:
+                response = await validate(runtime, body)
+            except MintNotAllowed as exc:
+                return self.json({"error": exc.code, "message": exc.message}, status=400)
+            return self.json(response)
+
+    @app.page("/v1/proofs/{y}")
+    async def proof_view(self: web.View, request: web.Request, y: str) -> web.Response:
+        npub = request.query.get("npub")
+        if not npub or not is_valid_y(y):
+            return self.json(
+                {"error": "INVALID_REQUEST", "message": "need a valid Y and ?npub="}, status=400
+            )
+        return self.json(proof_state(runtime, npub, y.lower()))
+
+
+async def validate(runtime: Runtime, body: ValidateRequest) -> dict[str, Any]:
+    """The seed's validateProofStatesForOperation: classify without answering a melt."""
+    gateway = runtime.gateways.get(body.mint_url)
+    ys = [proof.y for proof in body.proofs]
+    try:
+        states = await gateway.check(ys, source=Source.VALIDATE)
+    except MintError as exc:
+        decision = runtime.policy.blocked_verdict(BlockCode.MINT_UNAVAILABLE)
+        return {**to_json_dict(validate_summary(decision, runtime.policy)), "code": exc.code}
+    proofs = [
+        ProofToCheck(p.y, p.amount, p.keyset_id, None, _record(runtime, body.npub, p.y))
+        for p in body.proofs
+    ]
+    # Nothing is written here (no event context); the findings agent records what was found.
+    outcome = reconcile(
+        proofs,
+        states,
+        {},
+        policy=runtime.policy,
+        npub=body.npub,
+        mint_url=body.mint_url,
+        source=Source.VALIDATE,
+        at=utcnow(),
+    )
+    await _record_findings(runtime, body, states)
+    found = outcome.decision
+    return {**to_json_dict(validate_summary(found, runtime.policy)), "code": found.code}
+
+
+async def _record_findings(runtime: Runtime, body: ValidateRequest, states: dict[str, Any]) -> None:
+    observed_at = utcnow()
+    check_key = stable_id(body.npub, observed_at.isoformat(), *sorted(states))
+    await publish_finding(
+        runtime,
+        Finding(
+            npub=body.npub,
+            mint_url=body.mint_url,
+            source=Source.VALIDATE,
+            observed_at=observed_at,
+            observation_id=check_key,
+            include_absent=True,
+            proofs=tuple(
+                ObservedProof(Y=p.y, state=states[p.y], amount=p.amount, keyset_id=p.keyset_id)
+                for p in body.proofs
+            ),
+        ),
+    )
+    await Emitter(runtime).proof_check(
+        ProofCheckEvent(
+            event_id=proof_check_event_id(
+                source=Source.VALIDATE, mint_url=body.mint_url, key=check_key
+            ),
+            checked_at=observed_at,
+            mint_url=body.mint_url,
+            source=Source.VALIDATE,
+            proofs_checked=len(body.proofs),
+            npub=body.npub,
+        )
+    )
+
+
+def _record(runtime: Runtime, npub: str, y: str) -> ProofRecord | None:
+    stored = runtime.ledger.get(proof_key(npub, y))
+    return ProofRecord.from_dict(stored) if stored else None
+
+
+def proof_state(runtime: Runtime, npub: str, y: str) -> dict[str, Any]:
+    record = _record(runtime, npub, y)
+    opened = runtime.open_discrepancies.get(proof_key(npub, y))
+    last_seen = None
+    if record is not None and runtime.gateways.is_allowed(record.mint_url):
+        seen = runtime.gateways.get(record.mint_url).last_seen(y)
+        if seen is not None:
+            last_seen = {"state": seen.state.value, "seen_at": seen.seen_at.isoformat()}
+    return {
+        "Y": y,
+        "npub": npub,
+        "ledger": record.to_dict() if record else None,
+        "open_discrepancy": opened,
+        "last_mint_state": last_seen,
+    }
