@@ -96,6 +96,8 @@ def _faust_app(settings: Settings) -> faust.App:
         topic_disable_leader=True,
         table_standby_replicas=0,
         broker_commit_interval=settings.kafka.commit_interval_s,
+        broker_session_timeout=settings.kafka.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka.session_timeout_s / 3),
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.web.host,

@@ -52,6 +52,12 @@ class KafkaSettings(_Themed):
     commit_interval_s: float = Field(
         1.0, gt=0, description="How often consumed offsets are committed (seconds)."
     )
+    session_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Consumer group session timeout: how soon a crashed worker's partitions "
+        "move to a live one (seconds).",
+    )
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> KafkaSettings:
@@ -222,6 +228,20 @@ class ClickHouseSettings(_Themed):
     batch_max_rows: int = Field(10_000, ge=1, description="Most rows per insert.")
     batch_max_wait_s: float = Field(1.0, gt=0, description="Longest a row waits for its insert.")
     sink_enabled: bool = Field(True, description="Run the ClickHouse sink inside the worker.")
+    hourly_ttl_days: int = Field(
+        1825, ge=1, description="Days the hourly aggregates are kept (they are small)."
+    )
+    backoff_max_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest wait between retries while ClickHouse is unavailable (seconds).",
+    )
+    recent_ids: int = Field(
+        100_000,
+        ge=0,
+        description="Event ids the sink remembers per topic to drop events re-emitted "
+        "upstream after a crash (0 turns this off).",
+    )
 
 
 class AlertSettings(_Themed):

@@ -14,7 +14,7 @@ import pytest
 
 from streams.cashu import y_from_secret
 from streams.domain import MintState, Source
-from streams.errors import MintDeadlineExceeded, MintNotAllowed, MintUnavailable
+from streams.errors import MintDeadlineExceeded, MintNotAllowed, MintRateLimited, MintUnavailable
 from streams.mint import MintGateway, MintGateways, MintHealth, RequestOutcome
 from streams.settings import MintSettings
 from tests.support.fault_mint import Fault, FaultMint
@@ -225,3 +225,20 @@ async def test_callers_arriving_while_a_request_is_out_join_the_next_one(
         later.append(asyncio.create_task(gw.check(new_ys(2))))
     await asyncio.gather(first, *later)
     assert [len(r) for r in fault_mint.checkstate_requests] == [2, 10]
+
+
+async def test_health_recovers_by_itself_when_the_silence_ends(
+    fault_mint: FaultMint, gateway: Callable[..., MintGateway]
+) -> None:
+    gw = gateway(rate_limit_silence_s=0.3)
+    changes: list[tuple[MintHealth, MintHealth]] = []
+    gw.add_health_listener(lambda url, old, new: changes.append((old, new)))
+    fault_mint.script(Fault.RATE_LIMIT)
+    with pytest.raises(MintRateLimited):
+        await gw.check(new_ys(1))
+    assert changes == [(MintHealth.OK, MintHealth.RATE_LIMITED)]
+    await asyncio.sleep(0.5)  # no call, no access: the listener still hears of the recovery
+    assert changes == [
+        (MintHealth.OK, MintHealth.RATE_LIMITED),
+        (MintHealth.RATE_LIMITED, MintHealth.OK),
+    ]

@@ -10,6 +10,7 @@ import asyncio
 import json
 import uuid
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -361,3 +362,28 @@ async def test_malformed_input_goes_to_dead_letter_and_valid_traffic_flows(
         text = json.dumps(await read_topic(pipeline_settings, topic, idle=1.0, timeout=60))
         assert marker not in text, f"a secret leaked into {topic}"
     assert marker not in worker.log_text()
+
+
+async def test_deleted_token_leaves_the_ledger(
+    client: PreflightClient,
+    worker: WorkerProcess,
+    pipeline_settings: Settings,
+    real_scenario: Scenario,
+) -> None:
+    owner = npub()
+    proofs = real_scenario.unspent[2:4]
+    token = await publish_token(pipeline_settings, worker, owner, proofs, "unspent")
+    await publish_token(
+        pipeline_settings, worker, owner, proofs, "deleted", token_id=token, version=2, wait=False
+    )
+    async with httpx.AsyncClient(base_url=worker.url, timeout=5) as http:
+        for _ in range(100):
+            views = [
+                (await http.get(f"/v1/proofs/{p.Y}", params={"npub": owner})).json() for p in proofs
+            ]
+            if all(v["ledger"] is None for v in views):
+                break
+            await asyncio.sleep(0.1)
+    assert all(v["ledger"] is None for v in views)
+    result = await ask(client, melt(owner, proofs))
+    assert {d.type for d in result.discrepancies} == {"PROOF_NOT_IN_DB"}

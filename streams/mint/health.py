@@ -49,13 +49,14 @@ class HealthTracker:
     def refresh(self) -> None:
         new, recheck_in = self._assess()
         old = self._health
-        if new is old:
-            return
-        self._health = new
-        log.info("mint %s health %s -> %s", self._mint_url, old, new)
-        call_safely(self._observer.health_changed, self._mint_url, old, new)
-        for listener in list(self._listeners):
-            call_safely(listener, self._mint_url, old, new)
+        if new is not old:
+            self._health = new
+            log.info("mint %s health %s -> %s", self._mint_url, old, new)
+            call_safely(self._observer.health_changed, self._mint_url, old, new)
+            for listener in list(self._listeners):
+                call_safely(listener, self._mint_url, old, new)
+        # Rescheduled on every look, not only on a change: a later 429 extends the silence
+        # without changing the health, and the recovery must still be noticed when it ends.
         self._schedule(recheck_in)
 
     def _schedule(self, delay: float) -> None:

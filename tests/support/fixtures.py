@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,7 +69,3 @@ def pending_proofs(
     wallet = CashuWallet(pending_mint.url, tmp_path_factory.mktemp("pending-wallet"))
     scene = wallet.scenario(unspent=2, pending=3)
     return {"pending": scene.pending, "unspent": scene.unspent}
-
-
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
