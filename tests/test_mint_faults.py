@@ -27,8 +27,6 @@ from tests.support.clock import FakeClock
 from tests.support.fault_mint import Fault, FaultMint, TooLongStyle
 from tests.support.mint_server import free_port
 
-pytest_plugins = ["tests.support.fixtures"]
-
 GatewayFactory = Callable[..., MintGateway]
 
 

@@ -19,8 +19,6 @@ from streams.mint import MintGateway, MintGateways, MintHealth, RequestOutcome
 from streams.settings import MintSettings
 from tests.support.fault_mint import Fault, FaultMint
 
-pytest_plugins = ["tests.support.fixtures"]
-
 
 def new_ys(n: int) -> list[str]:
     tag = uuid.uuid4().hex

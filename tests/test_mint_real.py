@@ -25,7 +25,6 @@ from tests.support.mint_server import MintServer
 from tests.support.wallet import Scenario, WalletProof
 
 pytestmark = pytest.mark.stack
-pytest_plugins = ["tests.support.fixtures"]
 
 
 class RequestCounter:
