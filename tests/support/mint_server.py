@@ -21,6 +21,8 @@ from types import TracebackType
 
 import httpx
 
+from streams.devwallet import mint_python
+
 REPO = Path(__file__).resolve().parents[2]
 
 PENDING_ENV: dict[str, str] = {
@@ -38,12 +40,6 @@ BASE_ENV: dict[str, str] = {
     "FAKEWALLET_DELAY_OUTGOING_PAYMENT": "0",
     "DEBUG": "false",
 }
-
-
-def mint_python() -> Path:
-    """The python of the mint's own virtualenv (Nutshell's pins never touch the project's)."""
-    configured = os.environ.get("PROOFRECON_MINT_PYTHON")
-    return Path(configured) if configured else REPO / ".stack" / "mint" / "venv" / "bin" / "python"
 
 
 def free_port() -> int:

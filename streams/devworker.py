@@ -1,0 +1,133 @@
+"""Run `proofrecon worker` as a subprocess and read what it emits (the demo and the tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from streams.settings import Settings, to_env
+
+REPO = Path(__file__).resolve().parents[1]
+# The same interpreter and package as the caller: works from a checkout and from an install.
+CLI = [sys.executable, "-m", "streams.cli"]
+
+
+class WorkerProcess:
+    """A worker with `settings`; its JSON log lines are kept in `log_path`."""
+
+    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None):
+        self.settings = settings
+        self.log_path = log_path
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.web.port}"
+
+    def start(self, timeout: float = 90.0) -> WorkerProcess:
+        env = {**os.environ, **to_env(self.settings), **self.extra_env}
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(  # noqa: S603 - our own CLI, arguments built here
+            [*CLI, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"worker not ready within {timeout} s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        entries = []
+        for line in self.log_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
+    timeout: float = 20.0,
+    idle: float = 1.5,
+) -> list[dict[str, Any]]:
+    """Every JSON record of `topic` from the start: until `until(records)` holds, or, without it,
+    until nothing new arrived for `idle` seconds. Values are decoded; `_key` holds the key."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for items in batch.values():
+                for item in items:
+                    value = json.loads(item.value) if item.value else {}
+                    value["_key"] = item.key.decode() if item.key else None
+                    records.append(value)
+                    last_new = time.monotonic()
+            if until is not None and until(records):
+                return records
+            if until is None and time.monotonic() - last_new > idle:
+                return records
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    if until is not None:
+        raise AssertionError(
+            f"{topic}: condition not met in {timeout} s; got {len(records)} records"
+        )
+    return records
