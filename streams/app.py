@@ -169,6 +169,7 @@ def _register(runtime: Runtime) -> None:
     from faust.sensors.prometheus import setup_prometheus_sensors
 
     from streams.agents import findings, ledger, preflight, sweep
+    from streams.alerting import agent as alerting
     from streams.web import register_views
 
     setup_prometheus_sensors(runtime.app, registry=runtime.metrics.registry)
@@ -176,6 +177,7 @@ def _register(runtime: Runtime) -> None:
     preflight.register(runtime)
     findings.register(runtime)
     sweep.register(runtime)
+    alerting.register(runtime)
     register_views(runtime)
 
     async def _close_gateways(app: Any, **kwargs: Any) -> None:

@@ -99,6 +99,106 @@ def _preflight(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run_preflight(args, settings))
 
 
+def _add_sink(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sink = sub.add_parser(
+        "sink",
+        help="run the ClickHouse sink alone, with the analytics endpoints on the web port",
+    )
+    sink.set_defaults(handler=_lazy("sinks.commands", "run_sink"))
+
+
+def _add_clickhouse(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ch = sub.add_parser("clickhouse", help="ClickHouse schema administration")
+    csub = ch.add_subparsers(dest="clickhouse_cmd", required=True)
+    migrate = csub.add_parser("migrate", help="apply pending schema migrations (idempotent)")
+    migrate.set_defaults(handler=_lazy("sinks.commands", "clickhouse_migrate"))
+
+
+def _add_analytics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    analytics = sub.add_parser(
+        "analytics",
+        help="query discrepancy analytics (through the worker in embedded mode)",
+    )
+    asub = analytics.add_subparsers(dest="analytics_cmd", required=True)
+    hourly = asub.add_parser("hourly", help="hourly severity rates per mint")
+    hourly.add_argument("--since", default="24h", help="24h, 90m, 7d, 2w or ISO time")
+    hourly.add_argument("--mint", default=None, help="only this mint URL")
+    hourly.add_argument("--severity", default=None, choices=["HIGH", "MEDIUM", "LOW"])
+    hourly.add_argument("--json", action="store_true", help="print the JSON document")
+    hourly.set_defaults(handler=_lazy("sinks.commands", "analytics_hourly"))
+    blocked = asub.add_parser("blocked", help="blocked melt preflights per hour")
+    blocked.add_argument("--since", default="24h", help="24h, 90m, 7d, 2w or ISO time")
+    blocked.add_argument("--mint", default=None, help="only this mint URL")
+    blocked.add_argument("--json", action="store_true", help="print the JSON document")
+    blocked.set_defaults(handler=_lazy("sinks.commands", "analytics_blocked"))
+    export = asub.add_parser("export", help="write a Parquet snapshot of the analytics tables")
+    export.add_argument("--parquet", type=Path, required=True, metavar="DIR")
+    export.add_argument("--since", default=None, help="only rows since (default: all)")
+    export.set_defaults(handler=_lazy("sinks.commands", "analytics_export"))
+
+
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser("report", help="write the HTML analytics report (same as /report)")
+    report.add_argument("--out", type=Path, default=Path("report.html"))
+    report.add_argument("--since", default="7d", help="24h, 90m, 7d, 2w or ISO time")
+    report.set_defaults(handler=_lazy("sinks.commands", "write_report"))
+
+
+def _lazy(module: str, name: str) -> Handler:
+    """A handler imported when run: `proofrecon --help` need not load ClickHouse or chDB."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        import importlib
+
+        target: Handler = getattr(importlib.import_module(module), name)
+        return target(args, settings)
+
+    return handler
+
+
+def _add_alerts(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from streams.domain import AlertKind
+
+    alerts = sub.add_parser("alerts", help="alert delivery and the alerts raised")
+    asub = alerts.add_subparsers(dest="alerts_cmd", required=True)
+    test = asub.add_parser(
+        "test",
+        help="send a sample alert through the configured webhooks",
+        description="Exit codes: 0 delivered everywhere, 1 a webhook failed, 2 none configured.",
+    )
+    test.add_argument(
+        "--kind", choices=[k.value for k in AlertKind], default=AlertKind.HIGH_SEVERITY.value
+    )
+    test.add_argument("--timeout", type=float, default=20.0, help="seconds of retries (default 20)")
+    test.set_defaults(handler=_alerts_test)
+    summary = asub.add_parser("summary", help="print the alerts on the alerts topic")
+    summary.add_argument("--since-minutes", type=float, default=None)
+    summary.set_defaults(handler=_alerts_summary)
+
+
+def _alerts_test(args: argparse.Namespace, settings: Settings) -> int:
+    import logging.config
+
+    from streams.alerting.commands import send_test_alert
+    from streams.domain import AlertKind
+    from streams.logs import logging_config
+
+    # Each failed attempt is logged (JSON on stderr) with its receiver and error.
+    logging.config.dictConfig(logging_config(settings.log_level))
+    code, lines = asyncio.run(send_test_alert(settings, AlertKind(args.kind), args.timeout))
+    for line in lines:
+        print(line)
+    return code
+
+
+def _alerts_summary(args: argparse.Namespace, settings: Settings) -> int:
+    from streams.alerting.commands import summary_lines
+
+    for line in asyncio.run(summary_lines(settings, args.since_minutes)):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="proofrecon",
@@ -106,7 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env-file", type=Path, default=None, help="read settings from this file")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_topics, _add_schemas, _add_demo, _add_worker, _add_preflight):
+    for add in (
+        _add_topics,
+        _add_schemas,
+        _add_demo,
+        _add_worker,
+        _add_preflight,
+        _add_alerts,
+        _add_sink,
+        _add_clickhouse,
+        _add_analytics,
+        _add_report,
+    ):
         add(sub)
     return parser
 

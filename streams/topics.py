@@ -56,6 +56,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         (t.alerts, retention),
         (t.dead_letter, dead_letter),
         (t.findings, retention),
+        (t.alerts_input, retention),
     ]
     return [TopicSpec(name, t.partitions, dict(cfg)) for name, cfg in named]
 

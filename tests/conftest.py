@@ -35,6 +35,7 @@ TOPIC_FIELDS = (
     "alerts",
     "dead_letter",
     "findings",
+    "alerts_input",
 )
 
 
