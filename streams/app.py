@@ -179,8 +179,26 @@ def _register(runtime: Runtime) -> None:
     sweep.register(runtime)
     alerting.register(runtime)
     register_views(runtime)
+    if runtime.settings.clickhouse.sink_enabled:
+        _register_sink(runtime)
 
     async def _close_gateways(app: Any, **kwargs: Any) -> None:
         await runtime.gateways.close()
 
     cast(Any, runtime.app.on_before_shutdown).connect(_close_gateways)
+
+
+def _register_sink(runtime: Runtime) -> None:
+    """The ClickHouse sink runs inside the worker: in embedded mode the worker owns the chDB path,
+    so the analyst endpoints (`/v1/analytics/*`, `/report`) are served here too."""
+    from sinks.analytics import ClickHouseAnalytics
+    from sinks.clickhouse import ClickHouseStore
+    from sinks.service import ClickHouseSinkService
+    from streams.web_analytics import register_analytics_views
+
+    sink = ClickHouseSinkService(runtime.settings, registry=runtime.metrics.registry)
+    runtime.app.add_dependency(sink)
+    runtime.extras["sink"] = sink
+    # A second client on the same path: analyst queries never wait behind a batch insert.
+    analytics = ClickHouseAnalytics(ClickHouseStore(runtime.settings, name="clickhouse-analytics"))
+    register_analytics_views(runtime.app, analytics, status=lambda: sink.stats.as_dict())

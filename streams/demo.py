@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,10 +24,6 @@ from streams.devworker import WorkerProcess, read_topic
 from streams.models import MeltRequest, PreflightResult
 from streams.settings import Settings
 from streams.topics import describe_topics, ensure_topics
-
-Extra = Callable[["DemoRun"], list[str]]
-# Later parts of the product (analytics, alerting) add their summary here.
-EXTRA_SECTIONS: list[tuple[str, Extra]] = []
 
 
 @dataclass
@@ -177,19 +172,52 @@ def _print_results(run: DemoRun) -> None:
         print(f"  {name:6} token {fix['token_id']}: set {fix['set_status']} ({fix['reason']})")
 
 
+async def _wait_for_sink(run: DemoRun, timeout: float = 30.0) -> None:
+    """The worker's sink inserts in batches: wait until this run's discrepancies are stored."""
+    topic = run.settings.topics.discrepancies
+    async with httpx.AsyncClient(base_url=run.worker.url, timeout=5) as http:
+        for _ in range(int(timeout / 0.25)):
+            sink = (await http.get("/v1/analytics/ping")).json().get("sink") or {}
+            if sink.get("rows_inserted", {}).get(topic, 0) >= len(run.discrepancies):
+                return
+            await asyncio.sleep(0.25)
+
+
+def _analytics(run: DemoRun) -> None:
+    from sinks.commands import print_analytics_summary
+
+    print("\nhourly severity rates (ClickHouse, through the worker's web API)")
+    asyncio.run(_wait_for_sink(run))
+    print_analytics_summary(run.settings, run.worker.log_path.parent / "report.html")
+
+
+def _alerts(run: DemoRun, since: datetime) -> None:
+    from streams.alerting.summary import read_alerts, summarise_alerts
+
+    print("\nalerts raised (recon.alerts)")
+    # HIGH discrepancies are gathered for a moment before their alert is raised.
+    asyncio.run(asyncio.sleep(run.settings.alerts.high_gather_s + 1.0))
+    alerts = asyncio.run(read_alerts(run.settings, since=since))
+    mine = set(run.npubs.values())
+    # The topic is shared with every earlier run: show this run's alerts and mint-wide ones.
+    shown = [a for a in alerts if a.npub is None or a.npub in mine]
+    for line in summarise_alerts(shown):
+        print(f"  {line}")
+
+
 def run_demo(settings: Settings) -> int:
     for line in asyncio.run(_stack_report(settings)):
         print(line)
-    workdir = settings.data_dir / "demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    started = datetime.now(UTC)
+    workdir = settings.data_dir / "demo" / started.strftime("%Y%m%dT%H%M%S")
     workdir.mkdir(parents=True, exist_ok=True)
     run = asyncio.run(_scenario(settings, workdir))
     try:
         _print_results(run)
-        for title, section in EXTRA_SECTIONS:
-            print(f"\n{title}")
-            for line in section(run):
-                print(f"  {line}")
+        _alerts(run, started)
+        if settings.clickhouse.sink_enabled:
+            _analytics(run)
     finally:
         run.worker.stop()
-    print(f"\nworker log (JSON lines): {run.worker.log_path}")
+    print(f"worker log (JSON lines): {run.worker.log_path}")
     return 0

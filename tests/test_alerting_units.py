@@ -259,6 +259,19 @@ def test_high_within_cooldown_is_summed_into_one_follow_up() -> None:
     assert "12 more" in h.alerts[1].message
 
 
+def test_catching_up_a_backlog_keeps_each_melts_high_proofs_in_one_alert() -> None:
+    """After an outage the inputs of many partitions arrive merged, out of event-time order: a
+    later npub's events can come first. Each melt is still one alert, with its whole count."""
+    h = Harness()
+    catch_up = T0 + timedelta(hours=3)  # the worker comes back long after the events
+    for signal in h.discrepancy(T0 + timedelta(minutes=30), npub="npub1late", n=2):
+        h.feed(signal, wall=catch_up)
+    for signal in h.discrepancy(T0, npub="npub1early", n=3, request_id="req-early"):
+        h.feed(signal, wall=catch_up)
+    h.tick(catch_up + timedelta(seconds=3))
+    assert sorted((a.npub, a.observed) for a in h.alerts) == [("npub1early", 3), ("npub1late", 2)]
+
+
 # --- RATE_THRESHOLD -------------------------------------------------------------------------------
 
 

@@ -269,14 +269,20 @@ class AlertEngine:
                 mint.groups.remove(npub)
                 continue
             group = HighGroup.from_dict(stored)
-            if group.due(wall_ms, now_ms, gather_ms):
+            # The group's own event time, not the mint's: the mint's clock is driven by every
+            # npub's events, merged out of order from several partitions (a catch-up after an
+            # outage merges hours), and would close each group at its first event. One npub's
+            # events come from one partition, in order.
+            if group.due(wall_ms, group.last_ms, gather_ms):
                 group.alerted = True
                 alert = high_alert(
                     group, mint_url=mint.url, npub=npub, raised_at=to_datetime(wall_ms)
                 )
                 self._raise(alert, partition, wall_ms, out)
                 self._state[key] = group.to_dict()
-            if group.ended(now_ms, cooldown_ms):
+            # Only a group that has alerted ends by the mint's clock (see above): a group still
+            # gathering keeps what arrives until its own gather is over.
+            if group.alerted and group.ended(now_ms, cooldown_ms):
                 self._end_group(mint, npub, group, partition, wall_ms, out)
         for window in mint.book.close(now_ms, self._size_ms, self._grace_ms):
             self._judge(mint, window, partition, wall_ms, out)

@@ -1,0 +1,317 @@
+"""Batch cutting for the ClickHouse sink: pure logic, no I/O.
+
+A batch is a run of records of ONE topic-partition, identified by the offset range it covers:
+`first` is the partition position when the batch began (the committed offset after a restart),
+`last` the offset of its last record. Ranges, not record lists, identify batches, so a record
+removed by compaction in between does not change a batch's identity.
+
+No double counting rests on three facts (DESIGN.md, "ClickHouse"):
+1. each batch's range is recorded before its insert (`sink_batches`);
+2. after a restart the first batch of a partition is re-cut to exactly the recorded range
+   (`plan_resume` + forced cuts), whatever the size/time limits are now;
+3. the insert carries a token derived from the range and the raw bytes (`batch_token`), so the
+   replay is dropped by the raw table and by every materialized-view target.
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+TOKEN_PREFIX = "proofrecon-sink"  # noqa: S105 - a dedup token prefix, not a secret
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed Kafka record: just what the sink needs (the key is not stored)."""
+
+    offset: int
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    """A batch's range as written to `sink_batches` before its insert."""
+
+    tp: TopicPartition
+    first_offset: int
+    last_offset: int
+    rows: int
+    token: str
+
+
+@dataclass(slots=True)
+class Batch:
+    tp: TopicPartition
+    first_offset: int
+    last_offset: int
+    records: list[Record]
+    forced: bool = False  # re-cut to a recorded range after a restart
+
+    @property
+    def token(self) -> str:
+        return batch_token(self.tp, self.first_offset, self.last_offset, self.records)
+
+    @property
+    def commit_offset(self) -> int:
+        """What to commit once ClickHouse accepted the batch: the next offset to read."""
+        return self.last_offset + 1
+
+    def record(self, rows: int) -> BatchRecord:
+        return BatchRecord(self.tp, self.first_offset, self.last_offset, rows, self.token)
+
+
+def batch_token(tp: TopicPartition, first: int, last: int, records: Sequence[Record]) -> str:
+    """The insert_deduplication_token of a batch.
+
+    The range makes a replay of the same batch carry the same token. The digest of the raw
+    values makes a *different* batch with the same range (a topic deleted and recreated, offsets
+    starting again at 0) carry a different token, so it is not silently dropped as a duplicate.
+    """
+    # C-level passes only (the sink's hot path): CRC-32s of the offsets, the lengths and the
+    # values. Not a cryptographic digest, and it need not be: it only has to tell apart two
+    # different batches that happen to share a range.
+    offsets = array("q", [r.offset for r in records]).tobytes()
+    lengths = array("q", [len(r.value) if r.value else -1 for r in records]).tobytes()
+    values = b"".join(r.value or b"" for r in records)
+    digest = f"{zlib.crc32(offsets + lengths):08x}{zlib.crc32(values):08x}"
+    return f"{TOKEN_PREFIX}:{tp.topic}:{tp.partition}:{first}-{last}:{digest}"
+
+
+class ResumeKind(StrEnum):
+    FRESH = "FRESH"  # nothing uncommitted was recorded: cut batches freely
+    RECUT = "RECUT"  # uncommitted recorded batches: replay exactly their ranges first
+    INCONSISTENT = "INCONSISTENT"  # a recorded range straddles the committed offset
+
+
+@dataclass(frozen=True, slots=True)
+class ResumePlan:
+    kind: ResumeKind
+    seek_to: int | None  # where to position the consumer; None = the committed/reset position
+    cuts: tuple[int, ...]  # last offsets the next batches must end at, in order
+
+
+def plan_resume(
+    committed: int | None,
+    recorded: Sequence[BatchRecord],
+    *,
+    log_start: int,
+    log_end: int,
+) -> ResumePlan:
+    """How to resume a partition: which offsets the first batches must end at.
+
+    `recorded` are the partition's recorded batches (any order, repeats allowed: a batch retried
+    or replayed is recorded again). Batches are recorded in order before their inserts and
+    committed in order after them, so the uncommitted ones form a chain starting at the committed
+    offset; offsets between recorded ranges (batches that inserted nothing and were not recorded)
+    get cuts of their own, so each recorded range is re-cut exactly.
+
+    Ranges outside the partition's log `[log_start, log_end)` are ignored: deleted by retention,
+    or left over from a topic that was deleted and created again.
+    """
+    ranges = sorted(
+        {
+            (r.first_offset, r.last_offset)
+            for r in recorded
+            if r.first_offset >= log_start and r.last_offset < log_end
+        }
+    )
+    seek_to: int | None = None
+    if committed is None:
+        if not ranges:
+            return ResumePlan(ResumeKind.FRESH, None, ())
+        # Never committed: the first batch began where the log began back then.
+        position = seek_to = ranges[0][0]
+    else:
+        position = committed
+    kind = ResumeKind.FRESH
+    cuts: list[int] = []
+    for first, last in ranges:
+        if last < position:
+            continue  # committed already
+        if first > position:
+            cuts.append(first - 1)
+        elif first < position:
+            kind = ResumeKind.INCONSISTENT  # cannot be re-cut exactly; realign at its end
+        elif kind is ResumeKind.FRESH:
+            kind = ResumeKind.RECUT
+        cuts.append(last)
+        position = last + 1
+    if kind is ResumeKind.FRESH and cuts:
+        kind = ResumeKind.RECUT
+    return ResumePlan(kind, seek_to, tuple(cuts))
+
+
+@dataclass(slots=True)
+class _PartitionBuffer:
+    next_start: int | None  # first offset of the next batch; None until the first record
+    records: list[Record] = field(default_factory=list)
+    oldest_at: float | None = None
+    cuts: deque[int] = field(default_factory=deque)
+    position: int | None = None  # the consumer's next offset, when known
+
+
+class Batcher:
+    """Buffers records per partition and cuts batches bounded by rows and by wait time."""
+
+    def __init__(self, max_rows: int, max_wait_s: float) -> None:
+        if max_rows < 1 or max_wait_s <= 0:
+            raise ValueError("max_rows must be >= 1 and max_wait_s > 0")
+        self.max_rows = max_rows
+        self.max_wait_s = max_wait_s
+        self._parts: dict[TopicPartition, _PartitionBuffer] = {}
+
+    def assign(self, tp: TopicPartition, start: int | None, cuts: Iterable[int] = ()) -> None:
+        """Start (or restart) a partition at offset `start` with forced cut points."""
+        self._parts[tp] = _PartitionBuffer(next_start=start, cuts=deque(sorted(cuts)))
+
+    def revoke(self, tp: TopicPartition) -> None:
+        self._parts.pop(tp, None)
+
+    def assigned(self) -> list[TopicPartition]:
+        return list(self._parts)
+
+    def waiting_for_cuts(self) -> list[TopicPartition]:
+        """Partitions whose next batch must end at a forced cut point."""
+        return [tp for tp, part in self._parts.items() if part.cuts]
+
+    def buffered(self, tp: TopicPartition | None = None) -> int:
+        if tp is not None:
+            part = self._parts.get(tp)
+            return len(part.records) if part else 0
+        return sum(len(p.records) for p in self._parts.values())
+
+    def add(self, tp: TopicPartition, records: Iterable[Record], now: float) -> None:
+        part = self._parts.get(tp)
+        if part is None:
+            raise KeyError(f"{tp} is not assigned")
+        for rec in records:
+            if part.next_start is None:
+                part.next_start = rec.offset
+            behind = part.records and rec.offset <= part.records[-1].offset
+            if rec.offset < part.next_start or behind:
+                continue  # a re-delivered record already in a batch or buffer
+            if not part.records:
+                part.oldest_at = now
+            part.records.append(rec)
+            part.position = rec.offset + 1
+
+    def note_position(self, tp: TopicPartition, position: int) -> None:
+        """The consumer's position: lets a forced cut close over compacted (missing) offsets."""
+        part = self._parts.get(tp)
+        if part is not None and (part.position is None or position > part.position):
+            part.position = position
+            if part.next_start is None:
+                part.next_start = position
+
+    def cut(self, now: float, *, flush_all: bool = False) -> list[Batch]:
+        """Every batch that is due: full, waited long enough, or at a forced cut point."""
+        batches: list[Batch] = []
+        for tp, part in self._parts.items():
+            batches.extend(self._cut_partition(tp, part, now, flush_all))
+        return batches
+
+    def _cut_partition(
+        self, tp: TopicPartition, part: _PartitionBuffer, now: float, flush_all: bool
+    ) -> list[Batch]:
+        out: list[Batch] = []
+        while part.next_start is not None:
+            while part.cuts and part.cuts[0] < part.next_start:
+                part.cuts.popleft()  # a cut point already behind us
+            if part.cuts:
+                end = part.cuts[0]
+                # A forced batch ends exactly at `end`: wait until the consumer is past it.
+                if part.position is None or part.position <= end:
+                    break
+                part.cuts.popleft()
+                out.append(self._take(tp, part, end, now, forced=True))
+                continue
+            if not part.records:
+                break
+            if len(part.records) >= self.max_rows:
+                out.append(self._take(tp, part, part.records[self.max_rows - 1].offset, now))
+                continue
+            waited = part.oldest_at is not None and now - part.oldest_at >= self.max_wait_s
+            if flush_all or waited:
+                out.append(self._take(tp, part, part.records[-1].offset, now))
+            break
+        return out
+
+    @staticmethod
+    def _take(
+        tp: TopicPartition, part: _PartitionBuffer, end: int, now: float, *, forced: bool = False
+    ) -> Batch:
+        assert part.next_start is not None
+        n = 0
+        while n < len(part.records) and part.records[n].offset <= end:
+            n += 1
+        taken, part.records = part.records[:n], part.records[n:]
+        batch = Batch(tp, part.next_start, end, taken, forced)
+        part.next_start = end + 1
+        part.oldest_at = now if part.records else None
+        return batch
+
+
+class RecentIds:
+    """About the last `capacity` event ids seen, to drop events re-emitted upstream.
+
+    The worker runs at-least-once: after a crash it re-emits events with the same deterministic
+    id at new offsets. Batch tokens cannot catch those (different offsets); this can, within its
+    capacity. Two generations of hashed ids: when the current one is full it becomes the previous
+    one and the oldest generation is dropped, so memory stays bounded and every operation is O(1).
+    Python's `hash` is randomised per process, which is fine: the ids never leave the process.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._generation = max(1, capacity // 2)
+        self._current: set[int] = set()
+        self._previous: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self._current | self._previous)
+
+    def __contains__(self, event_id: str) -> bool:
+        key = hash(event_id)
+        return key in self._current or key in self._previous
+
+    def add_all(self, event_ids: Iterable[str]) -> None:
+        if self.capacity <= 0:
+            return
+        self._current.update(map(hash, event_ids))
+        # Checked per batch, not per id: a generation may overshoot by one batch.
+        if len(self._current) >= self._generation:
+            self._previous, self._current = self._current, set()
+
+    def fresh_indexes(self, event_ids: Sequence[str]) -> list[int]:
+        """Indexes of the ids neither seen before nor repeated earlier in `event_ids`.
+
+        Does not remember them: call `add_all` once the batch is cut for good.
+        """
+        if self.capacity <= 0:
+            return list(range(len(event_ids)))
+        keys = list(map(hash, event_ids))
+        current, previous = self._current, self._previous
+        keep = [i for i, k in enumerate(keys) if k not in current and k not in previous]
+        if len(set(keys)) == len(keys):
+            return keep
+        seen: set[int] = set()  # rare: the same id twice in one batch
+        unique = []
+        for i in keep:
+            if keys[i] not in seen:
+                seen.add(keys[i])
+                unique.append(i)
+        return unique

@@ -1,0 +1,197 @@
+"""Sample events for the sink's tests, benchmarks and demos, built through the contract models.
+
+Deterministic for a seed: the same seed gives the same events and the same ids, as the worker's
+deterministic ids do for the same input.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from streams.cashu import y_from_secret
+from streams.domain import (
+    Action,
+    BlockCode,
+    DbStatus,
+    DiscrepancyType,
+    Lifecycle,
+    MintState,
+    Severity,
+    Source,
+    Verdict,
+)
+from streams.models import (
+    CorrectionCommand,
+    DiscrepancyEvent,
+    PreflightDiscrepancy,
+    PreflightResult,
+    ProofCheckEvent,
+    SeverityCounts,
+)
+
+# type -> (severity, db status, mint state, action): the classification table's defaults.
+CLASSES: dict[DiscrepancyType, tuple[Severity, DbStatus | None, MintState, Action]] = {
+    DiscrepancyType.DB_UNSPENT_MINT_SPENT: (
+        Severity.HIGH,
+        DbStatus.UNSPENT,
+        MintState.SPENT,
+        Action.MARK_SPENT,
+    ),
+    DiscrepancyType.DB_SPENT_MINT_UNSPENT: (
+        Severity.MEDIUM,
+        DbStatus.SPENT,
+        MintState.UNSPENT,
+        Action.INVESTIGATE,
+    ),
+    DiscrepancyType.DB_PENDING_MINT_SPENT: (
+        Severity.MEDIUM,
+        DbStatus.PENDING,
+        MintState.SPENT,
+        Action.MARK_SPENT,
+    ),
+    DiscrepancyType.PROOF_NOT_IN_DB: (Severity.LOW, None, MintState.SPENT, Action.AUDIT),
+    DiscrepancyType.DB_UNSPENT_MINT_PENDING: (
+        Severity.LOW,
+        DbStatus.UNSPENT,
+        MintState.PENDING,
+        Action.MONITOR,
+    ),
+    DiscrepancyType.DB_PENDING_MINT_UNSPENT: (
+        Severity.LOW,
+        DbStatus.PENDING,
+        MintState.UNSPENT,
+        Action.MONITOR,
+    ),
+    DiscrepancyType.DB_SPENT_MINT_PENDING: (
+        Severity.LOW,
+        DbStatus.SPENT,
+        MintState.PENDING,
+        Action.MONITOR,
+    ),
+}
+
+
+@dataclass
+class SampleSet:
+    discrepancies: list[DiscrepancyEvent] = field(default_factory=list)
+    proof_checks: list[ProofCheckEvent] = field(default_factory=list)
+    preflights: list[PreflightResult] = field(default_factory=list)
+    corrections: list[CorrectionCommand] = field(default_factory=list)
+
+
+def sample_ys(n: int, seed: int = 0) -> list[str]:
+    """`n` valid Ys (hash_to_curve of made-up secrets; the secrets are not kept)."""
+    return [y_from_secret(f"sample-{seed}-{i}") for i in range(n)]
+
+
+def sample_events(
+    *,
+    start: datetime,
+    hours: int,
+    mints: list[str],
+    per_hour: int,
+    seed: int = 0,
+    ys: list[str] | None = None,
+) -> SampleSet:
+    """Events spread over `hours` hours from `start` (UTC), over `mints`.
+
+    Per hour and mint: `per_hour` discrepancies of random types (some RESOLVED twins), proof-check
+    events whose counts are the denominator, preflight answers (some BLOCKED) and corrections.
+    """
+    rng = random.Random(seed)
+    ys = ys or sample_ys(64, seed)
+    out = SampleSet()
+    types = list(CLASSES)
+    for h in range(hours):
+        hour = start + timedelta(hours=h)
+        for m, mint in enumerate(mints):
+            tag = f"{seed}-{h}-{m}"
+            for i in range(per_hour):
+                at = hour + timedelta(seconds=rng.randrange(3600))
+                kind = rng.choice(types)
+                severity, db_status, state, action = CLASSES[kind]
+                lifecycle = Lifecycle.RESOLVED if rng.random() < 0.1 else Lifecycle.OPENED
+                out.discrepancies.append(
+                    DiscrepancyEvent(
+                        event_id=f"d-{tag}-{i}",
+                        detected_at=at,
+                        npub=f"npub{rng.randrange(20)}",
+                        mint_url=mint,
+                        token_id=f"tok{rng.randrange(50)}" if db_status else None,
+                        Y=rng.choice(ys),
+                        amount=rng.choice([1, 2, 4, 8, 16, 32, 64]),
+                        keyset_id="009a1f293253e41e",
+                        type=kind,
+                        severity=severity,
+                        db_status=db_status,
+                        mint_state=state,
+                        action=action,
+                        source=rng.choice([Source.PREFLIGHT, Source.SWEEP]),
+                        request_id=None,
+                        lifecycle=lifecycle,
+                    )
+                )
+            for i in range(3):
+                out.proof_checks.append(
+                    ProofCheckEvent(
+                        event_id=f"c-{tag}-{i}",
+                        checked_at=hour + timedelta(seconds=rng.randrange(3600)),
+                        mint_url=mint,
+                        source=rng.choice([Source.PREFLIGHT, Source.SWEEP]),
+                        proofs_checked=rng.randrange(50, 500),
+                    )
+                )
+            for i in range(4):
+                out.preflights.append(_preflight(rng, f"r-{tag}-{i}", mint, hour, ys))
+            out.corrections.append(
+                CorrectionCommand(
+                    command_id=f"k-{tag}",
+                    npub="npub1",
+                    token_id="tok1",  # noqa: S106 - a token's id, not a credential
+                    mint_url=mint,
+                    Ys=(ys[0], ys[1]),
+                    set_status=DbStatus.SPENT,
+                    reason="DB_UNSPENT_MINT_SPENT",
+                    discrepancy_event_ids=(f"d-{tag}-0",),
+                    issued_at=hour + timedelta(seconds=rng.randrange(3600)),
+                )
+            )
+    return out
+
+
+def _preflight(
+    rng: random.Random, request_id: str, mint: str, hour: datetime, ys: list[str]
+) -> PreflightResult:
+    blocked = rng.random() < 0.4
+    code = rng.choice([BlockCode.HIGH_SEVERITY_DISCREPANCIES, BlockCode.MINT_UNAVAILABLE])
+    found = (
+        [
+            PreflightDiscrepancy(
+                Y=ys[2],
+                type=DiscrepancyType.DB_UNSPENT_MINT_SPENT,
+                severity=Severity.HIGH,
+                db_status=DbStatus.UNSPENT,
+                mint_state=MintState.SPENT,
+                action=Action.MARK_SPENT,
+            )
+        ]
+        if blocked and code is BlockCode.HIGH_SEVERITY_DISCREPANCIES
+        else []
+    )
+    return PreflightResult(
+        request_id=request_id,
+        npub="npub1",
+        mint_url=mint,
+        operation_cleared=not blocked,
+        verdict=Verdict.BLOCKED if blocked else Verdict.CLEARED,
+        code=code if blocked else None,
+        discrepancies_found=len(found),
+        discrepancies_resolved=0,
+        severity_counts=SeverityCounts.of(d.severity for d in found),
+        discrepancies=tuple(found),
+        checked_proofs=rng.randrange(1, 20),
+        duration_ms=round(rng.uniform(2, 80), 3),
+        answered_at=hour + timedelta(seconds=rng.randrange(3600)),
+    )
