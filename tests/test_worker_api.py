@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import uuid
@@ -190,3 +191,41 @@ async def test_metrics_health_and_log_phrases(
     assert all(len(p) == 12 for p in high["Y_prefixes"])  # Ys cut to a prefix
     full_ys = {p.Y for p in real_scenario.spent_elsewhere}
     assert not any(y in worker.log_text() for y in full_ys)
+
+
+async def test_analytics_http_and_cli_agree_while_the_worker_runs(
+    client: PreflightClient,
+    worker: WorkerProcess,
+    pipeline_settings: Settings,
+    real_scenario: Scenario,
+) -> None:
+    """Embedded chDB belongs to the worker: the CLI must go through it and see the same rows."""
+    owner = npub()
+    await publish_token(
+        pipeline_settings, worker, owner, real_scenario.spent_elsewhere[:1], "unspent"
+    )
+    assert (await ask(client, melt(owner, real_scenario.spent_elsewhere[:1]))).verdict == "BLOCKED"
+    async with httpx.AsyncClient(base_url=worker.url, timeout=10) as http:
+        for _ in range(120):
+            hourly = (await http.get("/v1/analytics/hourly", params={"since": "24h"})).json()
+            if any(row["severity"] == "HIGH" for row in hourly["rows"]):
+                break
+            await asyncio.sleep(0.25)
+    assert any(row["severity"] == "HIGH" and row["discrepancies"] >= 1 for row in hourly["rows"])
+    cli = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "proofrecon"),
+            "analytics",
+            "hourly",
+            "--since",
+            "24h",
+            "--json",
+        ],
+        env={**to_env(pipeline_settings), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["rows"] == hourly["rows"]
