@@ -16,16 +16,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.errors import ProofReconError
+from streams.errors import PreflightTimeout, ProofReconError
 from streams.models import MeltRequest, PreflightResult, TokenStatusEvent, to_json_bytes
 from streams.settings import Settings
 from streams.topics import client_kwargs
 
 logger = logging.getLogger("proofrecon.client")
-
-
-class PreflightTimeout(ProofReconError):
-    code = "PREFLIGHT_TIMEOUT"
 
 
 class PreflightClient:

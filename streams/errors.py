@@ -3,6 +3,7 @@
     ProofReconError                  code
     ├── ConfigError                  CONFIG_INVALID
     ├── ContractError                INVALID_REQUEST        (input violating a contract)
+    ├── PreflightTimeout             PREFLIGHT_TIMEOUT      (client side: no verdict in time)
     ├── MintError
     │   ├── MintNotAllowed           MINT_NOT_ALLOWED       (not on the allow-list; not called)
     │   ├── MintProtocolError        MINT_PROTOCOL_ERROR    (an untrustworthy answer; not cached)
@@ -22,6 +23,8 @@ BLOCKED / MINT_UNAVAILABLE, since in either case the mint's truth is unknown.
 
 from __future__ import annotations
 
+from streams.domain import ErrorKind
+
 
 class ProofReconError(Exception):
     code = "PROOFRECON_ERROR"
@@ -39,7 +42,25 @@ class ConfigError(ProofReconError):
 
 
 class ContractError(ProofReconError):
+    """Input that violates an event contract: why (for the dead-letter topic) and each failing
+    field. The message is built from field locations and reasons only, never from input values."""
+
     code = "INVALID_REQUEST"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_kind: ErrorKind = ErrorKind.VALIDATION_ERROR,
+        problems: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.error_kind = error_kind
+        self.problems = problems
+
+
+class PreflightTimeout(ProofReconError):
+    code = "PREFLIGHT_TIMEOUT"
 
 
 class MintError(ProofReconError):

@@ -485,18 +485,6 @@ class ValidateResponse(_Output):
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class InvalidContract(ContractError):
-    """A contract violation, with why (for the dead-letter topic) and each failing field.
-
-    The message is built from error locations and messages only, never from input values.
-    """
-
-    def __init__(self, message: str, *, error_kind: ErrorKind, problems: tuple[str, ...]) -> None:
-        super().__init__(message)
-        self.error_kind = error_kind
-        self.problems = problems
-
-
 _MAX_LISTED_PROBLEMS = 10
 _MIN_MASKED_INPUT = 8  # shorter inputs are too likely to be words of the message itself
 
@@ -528,13 +516,13 @@ def parse_validate_request(
     return parse_contract(ValidateRequest, raw, limits)
 
 
-def _invalid(name: str, exc: ValidationError) -> InvalidContract:
+def _invalid(name: str, exc: ValidationError) -> ContractError:
     errors = exc.errors(include_url=False, include_context=False)
     problems = tuple(_describe(error) for error in errors)
     listed = "; ".join(problems[:_MAX_LISTED_PROBLEMS])
     if len(problems) > _MAX_LISTED_PROBLEMS:
         listed += f"; and {len(problems) - _MAX_LISTED_PROBLEMS} more"
-    return InvalidContract(
+    return ContractError(
         f"invalid {name}: {listed}", error_kind=_error_kind(errors), problems=problems
     )
 

@@ -8,7 +8,8 @@ import sys
 import uuid
 from datetime import UTC, datetime
 
-from streams.client import PreflightClient, PreflightTimeout
+from streams.client import PreflightClient
+from streams.errors import PreflightTimeout
 from streams.models import MeltRequest, parse_melt_request
 from streams.settings import Settings
 

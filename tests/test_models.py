@@ -32,7 +32,6 @@ from streams.models import (
     CorrectionCommand,
     DeadLetterRecord,
     DiscrepancyEvent,
-    InvalidContract,
     PreflightDiscrepancy,
     PreflightResult,
     ProofCheckEvent,
@@ -263,7 +262,7 @@ def test_invalid_melt_request_is_rejected_naming_the_field(
 
 
 def test_a_secret_sent_as_y_is_not_echoed() -> None:
-    with pytest.raises(InvalidContract) as caught:
+    with pytest.raises(ContractError) as caught:
         parse_token_status(raw(token_status(proofs=[proof(SECRET)])))
     assert SECRET not in str(caught.value)
     assert caught.value.error_kind is ErrorKind.VALIDATION_ERROR
@@ -271,7 +270,7 @@ def test_a_secret_sent_as_y_is_not_echoed() -> None:
 
 def test_many_errors_are_summarised() -> None:
     data = token_status(proofs=[proof(f"bad-{i}-{SECRET}") for i in range(50)])
-    with pytest.raises(InvalidContract) as caught:
+    with pytest.raises(ContractError) as caught:
         parse_token_status(raw(data))
     assert "and 40 more" in str(caught.value)
     assert len(caught.value.problems) == 50
@@ -279,14 +278,14 @@ def test_many_errors_are_summarised() -> None:
 
 
 def test_broken_json_is_a_decode_error() -> None:
-    with pytest.raises(InvalidContract) as caught:
+    with pytest.raises(ContractError) as caught:
         parse_melt_request(b'{"request_id": "req-9", "secret": "' + SECRET.encode())
     assert caught.value.error_kind is ErrorKind.DECODE_ERROR
     assert SECRET not in str(caught.value)
 
 
 def test_not_an_object_is_rejected() -> None:
-    with pytest.raises(InvalidContract):
+    with pytest.raises(ContractError):
         parse_melt_request(b"[1, 2, 3]")
 
 
@@ -294,7 +293,7 @@ def test_ten_thousand_proofs_are_rejected_quickly() -> None:
     proofs = [{"secret": f"{SECRET}-{i}", "amount": 1, "keyset_id": "k"} for i in range(10_000)]
     data = raw(melt_request(proofs=proofs))
     started = time.perf_counter()
-    with pytest.raises(InvalidContract) as caught:
+    with pytest.raises(ContractError) as caught:
         parse_melt_request(data)
     elapsed = time.perf_counter() - started
     assert caught.value.error_kind is ErrorKind.TOO_LARGE

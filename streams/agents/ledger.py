@@ -15,7 +15,7 @@ from streams.ledger import (
     proof_key,
     token_key,
 )
-from streams.models import DiscrepancyEvent, InvalidContract, TokenStatusEvent, parse_token_status
+from streams.models import DiscrepancyEvent, TokenStatusEvent, parse_token_status
 from streams.reconcile import OpenDiscrepancy, resolve_after_ledger_change
 
 logger = logging.getLogger("proofrecon.ledger")
@@ -32,9 +32,7 @@ class Ledger:
         try:
             parsed = parse_token_status(raw_value(event), self._rt.limits)
         except ContractError as exc:
-            kind = (
-                exc.error_kind if isinstance(exc, InvalidContract) else ErrorKind.VALIDATION_ERROR
-            )
+            kind = exc.error_kind
             await self._emit.dead_letter(event, kind, exc.message)
             return
         with event_context(event):

@@ -24,7 +24,6 @@ from streams.errors import ContractError, MintDeadlineExceeded, MintError, MintN
 from streams.ledger import ProofRecord, proof_key
 from streams.logs import log
 from streams.models import (
-    InvalidContract,
     MeltRequest,
     ProofCheckEvent,
     extract_field,
@@ -202,7 +201,7 @@ class Preflight:
         await self._send(request, decision, started)
 
     async def _invalid(self, event: RawEvent, exc: ContractError, started: float) -> None:
-        kind = exc.error_kind if isinstance(exc, InvalidContract) else ErrorKind.VALIDATION_ERROR
+        kind = exc.error_kind
         await self._emit.dead_letter(event, kind, exc.message)
         raw = raw_value(event)
         request_id = extract_request_id(raw)

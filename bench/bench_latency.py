@@ -1,0 +1,275 @@
+"""Preflight latency, request published -> answer consumed, against a bare Kafka round trip.
+
+    .venv/bin/python -m bench latency [--quick]
+    .venv/bin/python -m bench.bench_latency [--rate 50] [--duration 30] [--pacing lifted|default]
+
+Target (DESIGN.md): at 50 req/s, p50 <= 30 ms and p99 <= 150 ms.
+
+Real proofs minted at the stack's mint are recorded in a worker's ledger first; then melts of 3
+of them each are sent open-loop at `--rate` for `--duration` s through `PreflightClient` (the
+wallet's client), timing each from before it is published until its answer is consumed. An
+answer that never comes counts as the client's timeout, so it cannot flatter p99.
+
+Baseline, same client, same rate: a trivial echo process (bench/support/kafka_echo.py) answers
+each request from its JSON alone: the same two Kafka hops without the pipeline. It runs for half
+the duration before the pipeline and half after, so drift in the machine's load hits both.
+
+Pacing: the stack's mint is local and exempt from rate limits, so the worker's budget for it is
+lifted (`--pacing lifted`, the default). Under the default 40 requests/min (`--pacing default`)
+a melt waits for the next token, up to 1.5 s, whatever the pipeline does: that run measures
+the budget, not the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.common import (
+    REPO,
+    STACK_MINT,
+    BenchResult,
+    Token,
+    add_set_option,
+    at_most,
+    bench_settings,
+    check_stack,
+    create_topics,
+    delete_run_topics,
+    format_table,
+    machine,
+    melt_request,
+    new_run_id,
+    open_loop,
+    proof_ref,
+    ratio,
+    real_scenario,
+    record_tokens,
+    running_worker,
+    say,
+    scratch_dir,
+    set_overrides,
+    summary_ms,
+    tokens_of,
+    write_json,
+)
+from streams.client import PreflightClient
+from streams.errors import PreflightTimeout
+from streams.models import PreflightResult, parse_melt_request
+from streams.settings import Settings
+
+TARGET_P50_MS = 30.0
+TARGET_P99_MS = 150.0
+TIMEOUT_S = 10.0
+WARMUP_S = 2.0
+PROOFS_PER_MELT = 3
+OWNERS = 10
+LIFTED_PACING = {"requests_per_minute": 60_000.0, "burst": 1_000}
+
+
+@dataclass
+class Sample:
+    latencies_s: list[float] = field(default_factory=list)
+    # Where the time went (seconds, wall clocks of one machine): publish -> the worker starts on
+    # the request (Kafka in, Faust's consumer, the take_events window), the worker's own
+    # duration_ms (mint check included), its answered_at -> the answer consumed (Kafka out).
+    legs: dict[str, list[float]] = field(
+        default_factory=lambda: {"to_worker": [], "in_worker": [], "to_client": []}
+    )
+    outcomes: Counter[str] = field(default_factory=Counter)
+    sent: int = 0
+    max_lag_ms: float = 0.0
+
+    def add_legs(self, sent_at: float, received_at: float, result: PreflightResult) -> None:
+        answered_at = result.answered_at.timestamp()
+        inside = result.duration_ms / 1000
+        self.legs["to_worker"].append(answered_at - inside - sent_at)
+        self.legs["in_worker"].append(inside)
+        self.legs["to_client"].append(received_at - answered_at)
+
+    def to_json(self) -> dict[str, Any]:
+        legs = {
+            name: {k: v for k, v in summary_ms(values).items() if k in ("p50_ms", "p99_ms")}
+            for name, values in self.legs.items()
+        }
+        return {
+            "sent": self.sent,
+            "sender_max_lag_ms": self.max_lag_ms,
+            "outcomes": dict(self.outcomes),
+            "latency": summary_ms(self.latencies_s),
+            "legs": legs,
+        }
+
+
+async def drive(
+    client: PreflightClient, tokens: list[Token], rate: float, duration: float, sample: Sample
+) -> None:
+    """Open-loop melts at `rate` for `duration` s, results into `sample`."""
+
+    async def fire(i: int) -> None:
+        owner, proofs = tokens[i % len(tokens)]
+        body = melt_request(owner, STACK_MINT, [proof_ref(p) for p in proofs])
+        request = parse_melt_request(json.dumps(body).encode())
+        started, sent_at = time.perf_counter(), time.time()
+        try:
+            result = await client.preflight(request, timeout=TIMEOUT_S)
+        except PreflightTimeout:
+            sample.latencies_s.append(TIMEOUT_S)
+            sample.outcomes["unanswered"] += 1
+            return
+        sample.latencies_s.append(time.perf_counter() - started)
+        sample.add_legs(sent_at, time.time(), result)
+        sample.outcomes[f"{result.verdict.value}/{result.code or '-'}"] += 1
+
+    load = await open_loop(rate, duration, fire)
+    sample.sent += load.sent
+    sample.max_lag_ms = max(sample.max_lag_ms, load.max_lag_ms)
+
+
+class EchoProcess:
+    """bench/support/kafka_echo.py in its own process, between two fresh topics."""
+
+    def __init__(self, settings: Settings, run_id: str) -> None:
+        self.requests = f"b{run_id}.echo-requests"
+        self.replies = f"b{run_id}.echo-replies"
+        self.group = f"proofrecon-bench-{run_id}-echo"
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def client_settings(self) -> Settings:
+        topics = self.settings.topics.model_copy(
+            update={"melt_requests": self.requests, "preflight_results": self.replies}
+        )
+        return self.settings.model_copy(update={"topics": topics})
+
+    async def start(self) -> None:
+        partitions = self.settings.topics.partitions
+        await create_topics(self.settings, [self.requests, self.replies], partitions)
+        cmd = [sys.executable, "-m", "bench.support.kafka_echo"]
+        cmd += ["--bootstrap", self.settings.kafka.bootstrap_servers]
+        cmd += ["--in", self.requests, "--out", self.replies, "--group", self.group]
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the echo process did not start: {line!r}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
+    await check_stack()
+    run_id = new_run_id()
+    say(f"latency: minting {OWNERS * PROOFS_PER_MELT} real proofs at {STACK_MINT}")
+    scene = await asyncio.to_thread(real_scenario, STACK_MINT, unspent=OWNERS * PROOFS_PER_MELT)
+    tokens = tokens_of(scene.unspent, PROOFS_PER_MELT)
+    mint = LIFTED_PACING if pacing == "lifted" else {}
+    pipeline, baseline = Sample(), Sample()
+    with scratch_dir("latency") as tmp:
+        settings = bench_settings(run_id, tmp / "data", themes={"mint": mint})
+        echo = EchoProcess(settings, run_id)
+        try:
+            async with running_worker(settings, "latency") as worker:
+                ledger = [(owner, "unspent", p) for owner, p in tokens]
+                await record_tokens(settings, worker, ledger, STACK_MINT)
+                await echo.start()
+                await _phases(settings, echo, tokens, rate, duration, pipeline, baseline)
+        finally:
+            echo.stop()
+            await delete_run_topics(settings, run_id)
+    p, b = pipeline.to_json(), baseline.to_json()
+    return {
+        "bench": "latency",
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "params": {"rate": rate, "duration_s": duration, "pacing": pacing, "warmup_s": WARMUP_S},
+        "pipeline": p,
+        "kafka_echo": b,
+        "ratio_p50": ratio(p["latency"]["p50_ms"], b["latency"]["p50_ms"]),
+        "ratio_p99": ratio(p["latency"]["p99_ms"], b["latency"]["p99_ms"]),
+    }
+
+
+async def _phases(
+    settings: Settings,
+    echo: EchoProcess,
+    tokens: list[Token],
+    rate: float,
+    duration: float,
+    pipeline: Sample,
+    baseline: Sample,
+) -> None:
+    """Echo half, pipeline, echo half; each client warmed up first (connections, metadata)."""
+    async with (
+        PreflightClient(settings) as client,
+        PreflightClient(echo.client_settings()) as echo_client,
+    ):
+        await drive(echo_client, tokens, rate, WARMUP_S, Sample())
+        say(f"latency: kafka echo, {rate}/s for {duration / 2:g} s")
+        await drive(echo_client, tokens, rate, duration / 2, baseline)
+        await drive(client, tokens, rate, WARMUP_S, Sample())
+        say(f"latency: pipeline, {rate}/s for {duration:g} s")
+        await drive(client, tokens, rate, duration, pipeline)
+        say(f"latency: kafka echo, {rate}/s for {duration / 2:g} s")
+        await drive(echo_client, tokens, rate, duration / 2, baseline)
+
+
+def to_result(data: dict[str, Any]) -> BenchResult:
+    p, b = data["pipeline"]["latency"], data["kafka_echo"]["latency"]
+    details = {**data, "baseline_is": "bare Kafka round trip via an echo process, same client"}
+
+    def row(q: str, target: float) -> BenchResult:
+        value, base = float(p[f"{q}_ms"]), float(b[f"{q}_ms"])
+        return BenchResult(
+            name="latency",
+            metric=f"preflight {q}, published -> answer consumed ({data['params']['rate']:g}/s)",
+            value=value,
+            unit="ms",
+            baseline=base,
+            ratio=ratio(value, base),
+            target=f"<= {target:g} ms",
+            passed=at_most(value, target),
+        )
+
+    main_row, p99_row = row("p50", TARGET_P50_MS), row("p99", TARGET_P99_MS)
+    main_row.details, main_row.more = details, [p99_row]
+    return main_row
+
+
+async def run(quick: bool) -> BenchResult:
+    data = await measure(50.0, 10.0 if quick else 30.0, "lifted")
+    data["quick"] = quick
+    out = write_json("bench_latency", data)
+    result = to_result(data)
+    result.details["json"] = str(out)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=float, default=50.0, help="melts per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of pipeline load")
+    parser.add_argument("--pacing", choices=["lifted", "default"], default="lifted")
+    add_set_option(parser)
+    args = parser.parse_args()
+    set_overrides(args.set)
+    data = asyncio.run(measure(args.rate, args.duration, args.pacing))
+    out = write_json("bench_latency", data)
+    print(format_table([to_result(data)]))
+    print(json.dumps({k: data[k] for k in ("pipeline", "kafka_echo")}, indent=2))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
