@@ -11,14 +11,14 @@ from typing import Any, cast
 from aiokafka.admin import AIOKafkaAdminClient
 from faust import web
 
-from streams.agents.base import Emitter, utcnow
+from streams.agents.base import Emitter, ledger_record, utcnow
 from streams.agents.findings import Finding, ObservedProof, publish_finding
 from streams.app import Runtime, tables_recovered
 from streams.cashu import is_valid_y
 from streams.classify import proof_check_event_id, stable_id, validate_summary
 from streams.domain import BlockCode, Source
 from streams.errors import ContractError, MintError, MintNotAllowed
-from streams.ledger import ProofRecord, proof_key
+from streams.ledger import proof_key
 from streams.models import ProofCheckEvent, ValidateRequest, parse_validate_request, to_json_dict
 from streams.reconcile import ProofToCheck, reconcile
 from streams.topics import client_kwargs
@@ -107,7 +107,7 @@ async def validate(runtime: Runtime, body: ValidateRequest) -> dict[str, Any]:
         decision = runtime.policy.blocked_verdict(BlockCode.MINT_UNAVAILABLE)
         return {**to_json_dict(validate_summary(decision, runtime.policy)), "code": exc.code}
     proofs = [
-        ProofToCheck(p.y, p.amount, p.keyset_id, None, _record(runtime, body.npub, p.y))
+        ProofToCheck(p.y, p.amount, p.keyset_id, None, ledger_record(runtime, body.npub, p.y))
         for p in body.proofs
     ]
     # Nothing is written here (no event context); the findings agent records what was found.
@@ -158,13 +158,8 @@ async def _record_findings(runtime: Runtime, body: ValidateRequest, states: dict
     )
 
 
-def _record(runtime: Runtime, npub: str, y: str) -> ProofRecord | None:
-    stored = runtime.ledger.get(proof_key(npub, y))
-    return ProofRecord.from_dict(stored) if stored else None
-
-
 def proof_state(runtime: Runtime, npub: str, y: str) -> dict[str, Any]:
-    record = _record(runtime, npub, y)
+    record = ledger_record(runtime, npub, y)
     opened = runtime.open_discrepancies.get(proof_key(npub, y))
     last_seen = None
     if record is not None and runtime.gateways.is_allowed(record.mint_url):

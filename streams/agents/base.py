@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -15,6 +15,7 @@ from faust.types import EventT, StreamT
 
 from streams.app import Runtime
 from streams.domain import ErrorKind, Lifecycle, Severity
+from streams.ledger import ProofRecord, proof_key
 from streams.logs import log
 from streams.models import (
     CorrectionCommand,
@@ -24,6 +25,7 @@ from streams.models import (
     ProofCheckEvent,
     to_json_bytes,
 )
+from streams.reconcile import OpenDiscrepancy
 
 logger = logging.getLogger("proofrecon.emit")
 
@@ -54,6 +56,39 @@ def event_context(event: RawEvent) -> Iterator[None]:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- typed access to the tables (keys live on the npub's partition) ------------------------------
+
+
+def ledger_record(runtime: Runtime, npub: str, y: str) -> ProofRecord | None:
+    stored = runtime.ledger.get(proof_key(npub, y))
+    return ProofRecord.from_dict(stored) if stored else None
+
+
+def open_discrepancies(
+    runtime: Runtime, npub: str, ys: Iterable[str]
+) -> dict[str, OpenDiscrepancy]:
+    found = {}
+    for y in ys:
+        stored = runtime.open_discrepancies.get(proof_key(npub, y))
+        if stored is not None:
+            found[y] = OpenDiscrepancy.from_dict(stored)
+    return found
+
+
+def write_open_changes(
+    runtime: Runtime, npub: str, changes: Mapping[str, OpenDiscrepancy | None]
+) -> None:
+    """Store newly opened discrepancies, drop resolved ones. Needs the event's context."""
+    table = runtime.open_discrepancies
+    for y, change in changes.items():
+        key = proof_key(npub, y)
+        if change is None:
+            if table.get(key) is not None:
+                del table[key]
+        else:
+            table[key] = change.to_dict()
 
 
 class Emitter:

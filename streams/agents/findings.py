@@ -13,12 +13,20 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from streams.agents.base import Emitter, RawEvent, RawStream, event_context, raw_value
+from streams.agents.base import (
+    Emitter,
+    RawEvent,
+    RawStream,
+    event_context,
+    ledger_record,
+    open_discrepancies,
+    raw_value,
+    write_open_changes,
+)
 from streams.app import Runtime
 from streams.domain import ErrorKind, MintState, Source
-from streams.ledger import ProofRecord, proof_key
 from streams.models import to_json_bytes
-from streams.reconcile import OpenDiscrepancy, Outcome, ProofToCheck, reconcile
+from streams.reconcile import Outcome, ProofToCheck, reconcile
 
 logger = logging.getLogger("proofrecon.findings")
 
@@ -58,13 +66,13 @@ async def publish_finding(runtime: Runtime, finding: Finding) -> None:
 class Findings:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
-        self._emit = Emitter(runtime)
+        self.emit = Emitter(runtime)
 
     async def handle(self, event: RawEvent) -> None:
         try:
             finding = Finding.model_validate_json(raw_value(event))
         except ValidationError as exc:
-            await self._emit.dead_letter(
+            await self.emit.dead_letter(
                 event, ErrorKind.VALIDATION_ERROR, f"{exc.error_count()} errors"
             )
             return
@@ -72,15 +80,14 @@ class Findings:
             outcome = self._reconcile(finding)
         if outcome is None:
             return
-        await self._emit.discrepancies(outcome.events)
-        await self._emit.corrections(outcome.corrections)
+        await self.emit.discrepancies(outcome.events)
+        await self.emit.corrections(outcome.corrections)
 
     def _reconcile(self, finding: Finding) -> Outcome | None:
-        proofs, states, open_now = [], {}, {}
+        npub = finding.npub
+        proofs, states = [], {}
         for observed in finding.proofs:
-            key = proof_key(finding.npub, observed.y)
-            stored = self._rt.ledger.get(key)
-            record = ProofRecord.from_dict(stored) if stored else None
+            record = ledger_record(self._rt, npub, observed.y)
             if record is None and not finding.include_absent:
                 continue
             amount = record.amount if record else observed.amount
@@ -89,29 +96,21 @@ class Findings:
                 continue
             proofs.append(ProofToCheck(observed.y, amount, keyset_id, observed.token_id, record))
             states[observed.y] = observed.state
-            opened = self._rt.open_discrepancies.get(key)
-            if opened is not None:
-                open_now[observed.y] = OpenDiscrepancy.from_dict(opened)
         if not proofs:
             return None
         outcome = reconcile(
             proofs,
             states,
-            open_now,
+            open_discrepancies(self._rt, npub, states),
             policy=self._rt.policy,
-            npub=finding.npub,
+            npub=npub,
             mint_url=finding.mint_url,
             source=finding.source,
             at=finding.observed_at,
             request_id=finding.request_id,
             observation_id=finding.observation_id,
         )
-        for y, change in outcome.open_changes.items():
-            key = proof_key(finding.npub, y)
-            if change is None:
-                del self._rt.open_discrepancies[key]
-            else:
-                self._rt.open_discrepancies[key] = change.to_dict()
+        write_open_changes(self._rt, npub, outcome.open_changes)
         return outcome
 
 
@@ -125,6 +124,6 @@ def register(runtime: Runtime) -> None:
                 await findings.handle(event)
             except Exception as exc:
                 logger.exception("could not classify a finding")
-                await Emitter(runtime).dead_letter(
+                await findings.emit.dead_letter(
                     event, ErrorKind.PROCESSING_ERROR, type(exc).__name__
                 )

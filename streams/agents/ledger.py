@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from streams.agents.base import Emitter, RawEvent, RawStream, event_context, raw_value, utcnow
+from streams.agents.base import (
+    Emitter,
+    RawEvent,
+    RawStream,
+    event_context,
+    open_discrepancies,
+    raw_value,
+    utcnow,
+    write_open_changes,
+)
 from streams.app import Runtime
 from streams.domain import DbStatus, ErrorKind
 from streams.errors import ContractError
@@ -16,7 +25,7 @@ from streams.ledger import (
     token_key,
 )
 from streams.models import DiscrepancyEvent, TokenStatusEvent, parse_token_status
-from streams.reconcile import OpenDiscrepancy, resolve_after_ledger_change
+from streams.reconcile import resolve_after_ledger_change
 
 logger = logging.getLogger("proofrecon.ledger")
 
@@ -26,20 +35,20 @@ SWEEPABLE = (DbStatus.UNSPENT, DbStatus.PENDING)
 class Ledger:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
-        self._emit = Emitter(runtime)
+        self.emit = Emitter(runtime)
 
     async def handle(self, event: RawEvent) -> None:
         try:
             parsed = parse_token_status(raw_value(event), self._rt.limits)
         except ContractError as exc:
             kind = exc.error_kind
-            await self._emit.dead_letter(event, kind, exc.message)
+            await self.emit.dead_letter(event, kind, exc.message)
             return
         with event_context(event):
             update = self._apply(parsed)
             resolved = self._resolve(parsed, update) if not update.ignored else []
         if resolved:
-            await self._emit.discrepancies(resolved)
+            await self.emit.discrepancies(resolved)
 
     def _apply(self, event: TokenStatusEvent) -> LedgerUpdate:
         tkey = token_key(event.npub, event.token_id)
@@ -71,12 +80,7 @@ class Ledger:
         return update
 
     def _resolve(self, event: TokenStatusEvent, update: LedgerUpdate) -> list[DiscrepancyEvent]:
-        table = self._rt.open_discrepancies
-        open_now: dict[str, OpenDiscrepancy] = {}
-        for y in update.touched_ys:
-            stored = table.get(proof_key(event.npub, y))
-            if stored is not None:
-                open_now[y] = OpenDiscrepancy.from_dict(stored)
+        open_now = open_discrepancies(self._rt, event.npub, update.touched_ys)
         if not open_now:
             return []
         statuses: dict[str, DbStatus | None] = {y: None for y in update.removed_ys}
@@ -84,8 +88,7 @@ class Ledger:
         resolved, changes = resolve_after_ledger_change(
             open_now, statuses, policy=self._rt.policy, npub=event.npub, at=utcnow()
         )
-        for y in changes:
-            del table[proof_key(event.npub, y)]
+        write_open_changes(self._rt, event.npub, changes)
         return resolved
 
 
@@ -99,6 +102,4 @@ def register(runtime: Runtime) -> None:
                 await ledger.handle(event)
             except Exception as exc:  # one bad event must not stop the ledger
                 logger.exception("ledger could not apply a token-status event")
-                await Emitter(runtime).dead_letter(
-                    event, ErrorKind.PROCESSING_ERROR, type(exc).__name__
-                )
+                await ledger.emit.dead_letter(event, ErrorKind.PROCESSING_ERROR, type(exc).__name__)

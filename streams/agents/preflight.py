@@ -16,12 +16,21 @@ from typing import Any, cast
 
 import faust
 
-from streams.agents.base import Emitter, RawEvent, RawStream, event_context, raw_value, utcnow
+from streams.agents.base import (
+    Emitter,
+    RawEvent,
+    RawStream,
+    event_context,
+    ledger_record,
+    open_discrepancies,
+    raw_value,
+    utcnow,
+    write_open_changes,
+)
 from streams.app import Runtime
 from streams.classify import Decision, preflight_result, proof_check_event_id
 from streams.domain import BlockCode, ErrorKind, MintState, Source, Verdict
 from streams.errors import ContractError, MintDeadlineExceeded, MintError, MintNotAllowed
-from streams.ledger import ProofRecord, proof_key
 from streams.logs import log
 from streams.models import (
     MeltRequest,
@@ -32,7 +41,7 @@ from streams.models import (
     extract_request_id,
     parse_melt_request,
 )
-from streams.reconcile import OpenDiscrepancy, Outcome, ProofToCheck, reconcile
+from streams.reconcile import Outcome, ProofToCheck, reconcile
 
 logger = logging.getLogger("proofrecon.preflight")
 
@@ -120,22 +129,15 @@ class Preflight:
         return None, states
 
     def _reconcile(self, request: MeltRequest, states: dict[str, MintState]) -> Outcome:
-        ledger, open_table = self._rt.ledger, self._rt.open_discrepancies
-        proofs, open_now = [], {}
-        for proof in request.proofs:
-            key = proof_key(request.npub, proof.y)
-            stored = ledger.get(key)
-            record = ProofRecord.from_dict(stored) if stored else None
-            proofs.append(
-                ProofToCheck(proof.y, proof.amount, proof.keyset_id, proof.token_id, record)
-            )
-            opened = open_table.get(key)
-            if opened is not None:
-                open_now[proof.y] = OpenDiscrepancy.from_dict(opened)
+        npub = request.npub
+        proofs = [
+            ProofToCheck(p.y, p.amount, p.keyset_id, p.token_id, ledger_record(self._rt, npub, p.y))
+            for p in request.proofs
+        ]
         outcome = reconcile(
             proofs,
             states,
-            open_now,
+            open_discrepancies(self._rt, npub, (p.y for p in proofs)),
             policy=self._rt.policy,
             npub=request.npub,
             mint_url=request.mint_url,
@@ -143,12 +145,7 @@ class Preflight:
             at=utcnow(),
             request_id=request.request_id,
         )
-        for y, change in outcome.open_changes.items():
-            key = proof_key(request.npub, y)
-            if change is None:
-                del open_table[key]
-            else:
-                open_table[key] = change.to_dict()
+        write_open_changes(self._rt, npub, outcome.open_changes)
         sweep = self._rt.extras.get("sweep_index")
         if sweep is not None:
             sweep.checked(request.npub, [p.y for p in proofs])
