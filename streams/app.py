@@ -133,17 +133,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     n = settings.topics.partitions
     topics = {
         name: _raw_topic(app, getattr(settings.topics, name), n)
-        for name in (
-            "token_status",
-            "melt_requests",
-            "preflight_results",
-            "discrepancies",
-            "corrections",
-            "proof_checks",
-            "alerts",
-            "dead_letter",
-            "findings",
-        )
+        for name in settings.topics.topic_fields()
     }
     runtime = Runtime(
         settings=settings,

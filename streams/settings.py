@@ -93,6 +93,11 @@ class TopicSettings(_Themed):
         description="Internal: discrepancies, proof checks and mint health re-keyed by mint_url, "
         "so one partition owner keeps each mint's alerting state.",
     )
+    @classmethod
+    def topic_fields(cls) -> tuple[str, ...]:
+        """The fields that name a topic (the str ones), in declaration order."""
+        return tuple(name for name, f in cls.model_fields.items() if f.annotation is str)
+
     partitions: int = Field(
         6, ge=1, description="Partition count of every wallet-facing topic (must be equal)."
     )

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.settings import Settings, load_settings
+from streams.settings import Settings, TopicSettings, load_settings
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.pipeline"]
 
@@ -25,18 +25,7 @@ KAFKA = os.environ.get("PROOFRECON_TEST_KAFKA", "127.0.0.1:9092")
 MINT_URL = os.environ.get("PROOFRECON_TEST_MINT", "http://127.0.0.1:3338")
 ARTIFACTS = REPO / "tests" / "artifacts"
 
-TOPIC_FIELDS = (
-    "token_status",
-    "melt_requests",
-    "preflight_results",
-    "discrepancies",
-    "corrections",
-    "proof_checks",
-    "alerts",
-    "dead_letter",
-    "findings",
-    "alerts_input",
-)
+TOPIC_FIELDS = TopicSettings.topic_fields()
 
 
 def _stack_hint(what: str) -> str:

@@ -82,7 +82,7 @@ class Alerting:
         self._rt = runtime
         self.conf = runtime.settings.alerts
         app, n = runtime.app, runtime.settings.topics.partitions
-        self.input = runtime.topic(runtime.settings.topics.alerts_input)
+        self.input = runtime.topics["alerts_input"]
         self.state = _table(app, "alert-state", n, "Alerting state per mint and partition")
         self.raised = _table(app, "alert-raised", n, "Ids of alerts raised (replay dedup)")
         self.outbox = _table(app, "alert-outbox", n, "Alerts not yet published or delivered")
