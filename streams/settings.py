@@ -6,6 +6,8 @@ Settings are built by `load_settings()`, never at import, so tests and tools can
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,6 +15,14 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.domain import AlertKind, Severity
+
+LimiterModel = Literal["elastic", "fixed", "none"]
+
+# An HTTP header name is an RFC 9110 token; these few are ours to set (or the HTTP client's).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "content-type", "transfer-encoding", "connection", "te", "upgrade"}
+)
 
 
 def _split_csv(value: Any) -> Any:
@@ -93,6 +103,7 @@ class TopicSettings(_Themed):
         description="Internal: discrepancies, proof checks and mint health re-keyed by mint_url, "
         "so one partition owner keeps each mint's alerting state.",
     )
+
     @classmethod
     def topic_fields(cls) -> tuple[str, ...]:
         """The fields that name a topic (the str ones), in declaration order."""
@@ -118,7 +129,10 @@ class MintSettings(_Themed):
         1000, ge=1, description="Most Ys per checkstate request (min with the mint's own limit)."
     )
     requests_per_minute: float = Field(
-        40.0, gt=0, description="Request budget per mint (real mints block at 60/min per IP)."
+        40.0,
+        gt=0,
+        description="Token bucket smoothing the requests to each mint (the mint's own limit is "
+        "kept by the limiter_* settings).",
     )
     burst: int = Field(5, ge=1, description="Requests a mint may receive back to back.")
     gather_window_ms: float = Field(
@@ -156,6 +170,56 @@ class MintSettings(_Themed):
     last_seen_size: int = Field(
         100_000, ge=0, description="Ys per mint whose last seen state is remembered for display."
     )
+    limiter_model: LimiterModel = Field(
+        "elastic",
+        description="How the mint's rate limiter counts our requests: elastic (Nutshell: every "
+        "request, even a refused one, extends the window, so the count resets only after "
+        "limiter_window_s with no request at all), fixed (fixed or sliding windows, which forget "
+        "requests older than the window) or none (no limiter for us, e.g. a local mint exempting "
+        "127.0.0.1: only the token bucket paces).",
+    )
+    limiter_limit: int = Field(
+        60,
+        ge=1,
+        description="Requests the mint's limiter allows per window and client IP (Nutshell: "
+        "MINT_GLOBAL_RATE_LIMIT_PER_MINUTE). Workers sharing one egress IP share it: give each "
+        "its part.",
+    )
+    limiter_window_s: float = Field(
+        60.0, gt=0, description="The mint limiter's window (seconds; Nutshell's is one minute)."
+    )
+    limiter_margin: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share of limiter_limit never used, for requests from our IP we do not see "
+        "(at least one request per window is always usable).",
+    )
+    limiter_slack_s: float = Field(
+        1.0,
+        ge=0,
+        description="How much later than we think the mint may count a request: added to a "
+        "sliding window, and to the quiet after a request we gave up on (seconds).",
+    )
+    limiter_widen_after: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Once this share of the window's request budget is used, batches wait for "
+        "more callers (up to limiter_max_gather_ms), so the rest of the budget lasts longer.",
+    )
+    limiter_max_gather_ms: float = Field(
+        1500.0,
+        ge=0,
+        description="Widest gathering window when the budget runs low: a batch then goes when "
+        "full, when its first caller has waited this long, or in time for its earliest "
+        "caller's deadline, whichever comes first (ms).",
+    )
+    request_headers: Annotated[dict[str, dict[str, str]], NoDecode] = Field(
+        default_factory=dict,
+        description='Fixed HTTP headers per mint, as JSON: {"mint_url": {"Header": "value"}} '
+        "(e.g. for a proxy in front of the mint). Only that mint receives them.",
+    )
 
     @field_validator("allowlist", mode="before")
     @classmethod
@@ -175,6 +239,36 @@ class MintSettings(_Themed):
                 raise ValueError(f"canary {item!r} is not mint_url=Y")
             pairs[_normalise_mint_url(url)] = y.strip().lower()
         return pairs
+
+    @field_validator("request_headers", mode="before")
+    @classmethod
+    def _parse_request_headers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if not isinstance(value, dict):
+            return value
+        return {_normalise_mint_url(str(url)): headers for url, headers in value.items()}
+
+    @field_validator("request_headers")
+    @classmethod
+    def _check_request_headers(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for headers in value.values():
+            for name, text in headers.items():
+                if not _HEADER_NAME.fullmatch(name):
+                    raise ValueError(f"{name!r} is not an HTTP header name")
+                if name.lower() in _RESERVED_HEADERS:
+                    raise ValueError(f"header {name!r} is set by proofrecon itself")
+                if any(c in text for c in "\r\n\0"):
+                    raise ValueError(f"the value of header {name!r} has a line break or NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _headers_for_allowed_mints(self) -> MintSettings:
+        allowed = set(self.allowlist)
+        unknown = sorted(url for url in self.request_headers if url not in allowed)
+        if unknown:
+            raise ValueError(f"request_headers for mints not on the allow-list: {unknown}")
+        return self
 
 
 class PolicySettings(_Themed):
@@ -206,7 +300,12 @@ class PreflightSettings(_Themed):
 
     batch_max: int = Field(200, ge=1, description="Most melt requests checked together.")
     batch_within_ms: float = Field(
-        5.0, gt=0, description="How long melt requests are gathered into one batch (ms)."
+        2.0, gt=0, description="How long melt requests are gathered into one batch (ms)."
+    )
+    max_in_flight: int = Field(
+        5000,
+        ge=1,
+        description="Most melt requests being answered at once; more wait (backpressure).",
     )
 
 
@@ -514,6 +613,8 @@ def _env_value(value: Any) -> str:
     if isinstance(value, frozenset | set):
         return ",".join(sorted(str(v) for v in value))
     if isinstance(value, dict):
+        if any(isinstance(v, dict) for v in value.values()):
+            return json.dumps(value, separators=(",", ":")) if value else ""
         return ",".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 

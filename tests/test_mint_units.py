@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 from streams.domain import MintState, Source
 from streams.mint.breaker import BreakerState, CircuitBreaker
 from streams.mint.cache import LruMap, SeenState, SpentCache
-from streams.mint.pacing import Pacer, TokenBucket
+from streams.mint.pacing import CLOCK_SLACK_S, LimiterSpec, Pacer, TokenBucket
 from streams.mint.protocol import (
     BadAnswer,
     RateLimited,
@@ -140,6 +141,313 @@ def test_pacing_never_exceeds_the_budget_and_sweep_never_starves_preflight(
         elapsed = clock() - start
         assert sum(granted.values()) <= burst + rpm / 60 * elapsed + 1e-6
         assert granted[Source.SWEEP] <= max(1, burst * share) + share * rpm / 60 * elapsed + 1e-6
+
+
+# --- the mint's limiter: elastic (Nutshell) and fixed windows --------------------------------
+
+
+def _limited(
+    clock: FakeClock,
+    *,
+    model: str = "elastic",
+    limit: int = 10,
+    margin: float = 0.0,
+    rpm: float = 6000,
+    burst: int = 100,
+    share: float = 0.25,
+    slack: float = 1.0,
+    widen_after: float = 0.5,
+) -> Pacer:
+    spec = LimiterSpec(model=model, limit=limit, window_s=60, margin=margin, slack_s=slack)  # type: ignore[arg-type]
+    return Pacer(
+        requests_per_minute=rpm,
+        burst=burst,
+        silence_s=60,
+        sweep_share=share,
+        limiter=spec,
+        widen_after=widen_after,
+        clock=clock,
+    )
+
+
+def _send(pacer: Pacer, *, answered: bool = True) -> None:
+    """One request that ends at once (the fake clock does not move during it)."""
+    with pacer.on_the_wire() as wire:
+        wire.answered = answered
+
+
+def elastic_counts(hits: list[float], window_s: float = 60.0) -> list[int]:
+    """What Nutshell's limiter (limits' fixed-window-elastic-expiry, MemoryStorage.incr) counts
+    at each hit: the count resets only when a hit comes `window_s` or more after the previous."""
+    counts: list[int] = []
+    count, expires = 0, -math.inf
+    for at in sorted(hits):
+        if expires <= at:
+            count = 0
+        count += 1
+        expires = at + window_s
+        counts.append(count)
+    return counts
+
+
+def test_limiter_budget_is_the_limit_less_the_margin() -> None:
+    assert LimiterSpec(limit=60, margin=0.2).budget == 48
+    assert LimiterSpec(limit=10, margin=0.2).budget == 8
+    assert LimiterSpec(limit=10, margin=0.0).budget == 10
+    assert LimiterSpec(limit=1, margin=0.5).budget == 1  # always at least one
+
+
+def test_elastic_reference_matches_what_nutshell_did() -> None:
+    # Measured against Nutshell 0.20.2 at 10/minute: one request every 7 s (8.6/min) is refused
+    # at the 11th; a 55 s pause keeps the count, a 61 s pause resets it.
+    assert elastic_counts([7.0 * i for i in range(11)])[-1] == 11
+    assert elastic_counts([*range(9), 8 + 55, 8 + 55.01])[-2:] == [10, 11]
+    assert elastic_counts([*range(10), 9 + 61])[-1] == 1
+
+
+def test_elastic_spends_the_session_budget_then_stays_quiet_a_full_window() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=10, margin=0.2)  # budget 8
+    start = clock()
+    sent: list[float] = []
+    for _ in range(30):  # a steady 10/min, never above the limit's rate: Nutshell refuses the 11th
+        if pacer.try_acquire():
+            _send(pacer)
+            sent.append(clock() - start)
+        clock.advance(6)
+    # 8 in a session, then nothing until a full window after the 8th (at 42 s), then 8 more.
+    assert sent == [6.0 * i for i in range(8)] + [108.0 + 6 * i for i in range(8)]
+    assert max(elastic_counts(sent)) == 8
+
+
+def test_elastic_quiet_is_measured_from_the_last_request_and_then_resumes() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=4, margin=0.0)
+    for _ in range(4):
+        assert pacer.try_acquire()
+        _send(pacer)
+        clock.advance(10)
+    assert not pacer.try_acquire()
+    # The 4th request went 10 s ago: 50 s (and the clock slack) of quiet remain.
+    assert pacer.wait_time() == pytest.approx(50 + CLOCK_SLACK_S)
+    assert pacer.quiet_remaining() == pytest.approx(50 + CLOCK_SLACK_S)
+    clock.advance(50)
+    assert not pacer.try_acquire()
+    clock.advance(CLOCK_SLACK_S + 0.01)
+    assert sum(pacer.try_acquire() for _ in range(10)) == 4  # a whole new session
+
+
+def test_a_pause_shorter_than_the_window_keeps_the_count() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=10, margin=0.0)
+    for _ in range(9):
+        assert pacer.try_acquire()
+    clock.advance(55)
+    assert pacer.try_acquire()  # the 10th
+    assert not pacer.try_acquire()  # the 11th would be refused by the mint: not sent
+    clock.advance(60 + CLOCK_SLACK_S)
+    assert pacer.try_acquire()
+
+
+def test_elastic_quiet_starts_when_the_last_request_ends() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=2, margin=0.0, slack=1.0)
+    assert pacer.try_acquire()
+    _send(pacer)
+    assert pacer.try_acquire()
+    with pacer.on_the_wire() as wire:  # a slow request: 5 s on the wire
+        clock.advance(5)
+        assert pacer.wait_time() == pytest.approx(60 + CLOCK_SLACK_S)  # nothing ends in flight
+        wire.answered = True
+    clock.advance(60)
+    assert not pacer.try_acquire()
+    clock.advance(CLOCK_SLACK_S)
+    assert pacer.try_acquire()
+
+
+def test_a_request_we_gave_up_on_counts_as_ending_slack_later() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=1, margin=0.0, slack=1.0)
+    assert pacer.try_acquire()
+    _send(pacer, answered=False)  # a timeout: the mint may count it after we stopped waiting
+    clock.advance(60 + CLOCK_SLACK_S)
+    assert not pacer.try_acquire()
+    clock.advance(1.0)
+    assert pacer.try_acquire()
+
+
+def test_elastic_429_silences_restarts_and_ends_the_session() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=10, margin=0.0)
+    assert pacer.try_acquire()
+    _send(pacer)
+    pacer.note_rate_limited()  # e.g. another client behind our IP spent the mint's count
+    assert pacer.silence_remaining() == pytest.approx(60)
+    assert pacer.window.available() == 0
+    clock.advance(30)
+    assert pacer.wait_time() == pytest.approx(30 + CLOCK_SLACK_S)
+    pacer.note_rate_limited()  # a second 429 restarts the silence
+    clock.advance(59.9)
+    assert not pacer.try_acquire()
+    assert pacer.sweep_allowance() == 0
+    clock.advance(0.2)
+    assert pacer.try_acquire()
+    assert pacer.window.available() == 9  # a fresh session
+
+
+def test_sweep_uses_only_the_first_share_of_a_session() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=10, margin=0.2, share=0.25)  # budget 8, preflights keep 6
+    assert pacer.window_reserve == 6
+    assert pacer.sweep_allowance() == 2
+    granted_sweep = 0
+    for _ in range(40):
+        clock.advance(1)
+        if pacer.try_acquire(Source.SWEEP):
+            _send(pacer)
+            granted_sweep += 1
+    assert granted_sweep == 2
+    assert pacer.sweep_allowance() == 0
+    assert pacer.wait_time(Source.SWEEP) > 0
+    assert sum(pacer.try_acquire() for _ in range(10)) == 6  # preflights' part is intact
+    assert not pacer.try_acquire_spare()
+
+
+def test_widening_starts_once_the_share_of_the_budget_is_used() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, limit=10, margin=0.2, widen_after=0.5)  # budget 8
+    flags = []
+    for _ in range(8):
+        flags.append(pacer.widening())
+        assert pacer.try_acquire()
+    assert flags == [False] * 4 + [True] * 4
+    clock.advance(61)
+    assert not pacer.widening()
+    assert not _pacer(clock).widening()  # no limiter model: never
+
+
+def test_fixed_model_caps_requests_per_window_and_forgets_old_ones() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, model="fixed", limit=5, margin=0.0, slack=1.0)
+    for _ in range(5):
+        assert pacer.try_acquire()
+        clock.advance(10)
+    assert not pacer.try_acquire()  # 5 in the last 50 s
+    assert pacer.wait_time() == pytest.approx(11 + CLOCK_SLACK_S)  # the first leaves the window
+    clock.advance(11 + CLOCK_SLACK_S)
+    assert pacer.try_acquire()
+    assert not pacer.try_acquire()
+
+
+def test_none_model_leaves_pacing_to_the_token_bucket() -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, model="none", rpm=60, burst=3)
+    assert sum(pacer.try_acquire() for _ in range(5)) == 3
+    pacer.note_rate_limited()
+    clock.advance(60)
+    assert pacer.try_acquire()
+
+
+# Gaps near a window's length are where an off-by-a-little quiet would show.
+_gaps = st.one_of(
+    st.floats(min_value=0, max_value=20, allow_nan=False),
+    st.sampled_from([0.0, 0.5, 59.0, 62.0]),
+    st.sampled_from([59.995, 60.0, 60.03, 60.06, 61.0, 61.03, 61.06]),
+)
+_arrivals = st.lists(
+    st.tuples(
+        _gaps,  # time since the previous caller
+        st.sampled_from([Source.PREFLIGHT, Source.PREFLIGHT, Source.SWEEP, None]),  # None: info
+        st.one_of(st.just(0.0), st.floats(min_value=0, max_value=3, allow_nan=False)),  # on wire
+        st.booleans(),  # answered (else a timeout)
+        st.one_of(st.sampled_from([0.0, 1.0]), st.floats(min_value=0, max_value=1)),  # counted at
+    ),
+    max_size=250,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    arrivals=_arrivals,
+    limit=st.one_of(st.integers(min_value=1, max_value=5), st.integers(min_value=1, max_value=60)),
+    margin=st.sampled_from([0.0, 0.1, 0.2]),
+    rpm=st.sampled_from([10.0, 40.0, 120.0, 6000.0]),
+    burst=st.integers(min_value=1, max_value=20),
+    share=st.sampled_from([0.1, 0.25, 0.5]),
+)
+def test_elastic_model_never_lets_a_nutshell_limiter_refuse_us(
+    arrivals: list[tuple[float, Source | None, float, bool, float]],
+    limit: int,
+    margin: float,
+    rpm: float,
+    burst: int,
+    share: float,
+) -> None:
+    """Whatever the arrivals, latencies and timeouts, the hits an elastic-expiry limiter sees
+    never count past the budget; and the sweep never takes the preflights' part of a session."""
+    clock = FakeClock()
+    slack = 1.0
+    pacer = _limited(
+        clock, limit=limit, margin=margin, rpm=rpm, burst=burst, share=share, slack=slack
+    )
+    budget = LimiterSpec(limit=limit, margin=margin).budget
+    wires: list[tuple[float, Any, Any]] = []  # (ends at, context manager, wire)
+    hits: list[tuple[float, bool]] = []  # (when the mint counted it, was it a sweep)
+
+    def finish_until(t: float) -> None:
+        for end, manager, wire in sorted(wires, key=lambda w: w[0]):
+            if end <= t:
+                clock.now = max(clock.now, end)
+                manager.__exit__(None, None, None)
+                wires.remove((end, manager, wire))
+        clock.now = max(clock.now, t)
+
+    for gap, source, on_wire, answered, counted_at in arrivals:
+        finish_until(clock.now + gap)
+        granted = pacer.try_acquire_spare() if source is None else pacer.try_acquire(source)
+        if not granted:
+            continue
+        manager = pacer.on_the_wire()
+        wire = manager.__enter__()
+        wire.answered = answered
+        # An answered request was counted while on the wire; one we gave up on may be counted
+        # up to `slack` after we stopped waiting.
+        late = on_wire + (0.0 if answered else slack)
+        hits.append((clock.now + counted_at * late, source is Source.SWEEP))
+        wires.append((clock.now + on_wire, manager, wire))
+    finish_until(clock.now + 1000)
+
+    ordered = sorted(hits)
+    counts = elastic_counts([at for at, _ in ordered])
+    assert max(counts, default=0) <= budget <= limit
+    # Per session (a run of hits without a quiet window), the sweep's part stays its share.
+    sweep_in_session = 0
+    for (_, is_sweep), count in zip(ordered, counts, strict=True):
+        sweep_in_session = (0 if count == 1 else sweep_in_session) + is_sweep
+        assert sweep_in_session <= budget - pacer.window_reserve
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrivals=_arrivals,
+    limit=st.integers(min_value=1, max_value=60),
+    burst=st.integers(min_value=1, max_value=20),
+)
+def test_fixed_model_never_exceeds_the_limit_in_any_window(
+    arrivals: list[tuple[float, Source | None, float, bool, float]], limit: int, burst: int
+) -> None:
+    clock = FakeClock()
+    pacer = _limited(clock, model="fixed", limit=limit, margin=0.0, burst=burst, slack=1.0)
+    hits: list[float] = []
+    for gap, source, on_wire, _, counted_at in arrivals:
+        clock.advance(gap)
+        granted = pacer.try_acquire_spare() if source is None else pacer.try_acquire(source)
+        if granted:
+            hits.append(clock.now + counted_at * min(on_wire, 1.0))  # counted within the slack
+    hits.sort()
+    for i, start in enumerate(hits):
+        in_window = sum(1 for at in hits[i:] if at < start + 60)
+        assert in_window <= limit
 
 
 # --- circuit breaker -------------------------------------------------------------------------

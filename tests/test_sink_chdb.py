@@ -101,7 +101,9 @@ def store(settings: Settings) -> Iterator[ClickHouseStore]:
 def test_migrations_are_versioned_and_idempotent(
     store: ClickHouseStore, settings: Settings
 ) -> None:
-    assert migrate(store, settings) == ["applied 001_initial"]
+    assert migrate(store, settings) == [
+        f"applied {m.version:03d}_{m.name}" for m in load_migrations()
+    ]
     assert migrate(store, settings) == []
     assert schema_version(store) == max(m.version for m in load_migrations())
     tables = {
@@ -115,6 +117,7 @@ def test_migrations_are_versioned_and_idempotent(
         "preflight_results",
         "reconciliation_actions",
         "severity_rates_hourly",
+        "severity_hourly",
         "sink_batches",
     } <= tables
     engine = store.query(
@@ -170,3 +173,49 @@ def test_replayed_batch_adds_nothing_to_any_table(
         "SELECT sum(discrepancies) + sum(resolved) AS n FROM proofrecon.discrepancy_hourly"
     )
     assert hourly == [{"n": 50}]
+
+
+def test_migration_002_backfills_the_severity_rates_once(
+    store: ClickHouseStore, settings: Settings
+) -> None:
+    """A database at version 1 with data: after 002 the view answers exactly as before, from
+    the pre-aggregated table; a 002 run again (as after a run cut short) adds nothing."""
+    from datetime import UTC, datetime, timedelta
+
+    from sinks.migrate import placeholders
+
+    first = load_migrations()[0]
+    store.command("CREATE DATABASE IF NOT EXISTS proofrecon")
+    store.command(
+        "CREATE TABLE proofrecon.schema_migrations (version UInt32, name String, "
+        "checksum String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        "ENGINE = MergeTree ORDER BY version"
+    )
+    for statement in first.statements(placeholders(settings, "proofrecon")):
+        store.command(statement)
+    store.command(
+        "INSERT INTO proofrecon.schema_migrations (version, name, checksum) VALUES "
+        f"(1, '{first.name}', '{first.checksum}')"
+    )
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    sample = sample_events(start=start, hours=3, mints=["http://a.test"], per_hour=20, seed=3)
+    for kind, events in (
+        ("discrepancies", sample.discrepancies),
+        ("proof_checks", sample.proof_checks),
+    ):
+        spec = SPECS[kind]
+        decoded = decode_batch(spec, [Record(i, to_json_bytes(e)) for i, e in enumerate(events)])
+        columns = to_columns(spec, decoded.rows, decoded.offsets, "t", 0)
+        store.insert_columns(spec.table, columns, spec.insert_types, token=f"v1-{kind}")
+    view = "SELECT * FROM proofrecon.severity_rates_hourly ORDER BY hour, mint_url, severity"
+    before = store.query(view)
+    assert before and any(r["discrepancies"] for r in before)
+
+    assert migrate(store, settings) == ["applied 002_severity_hourly"]
+    assert store.query(view) == before
+    store.command(
+        "ALTER TABLE proofrecon.schema_migrations DELETE WHERE version = 2 "
+        "SETTINGS mutations_sync = 1"
+    )
+    assert migrate(store, settings) == ["applied 002_severity_hourly"]
+    assert store.query(view) == before

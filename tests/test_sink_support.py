@@ -254,6 +254,9 @@ def table_counts(settings: Settings) -> dict[str, Any]:
                 f"SELECT sum(checks), sum(proofs_checked) FROM {db}.proof_checks_hourly"
             ),
             "preflight_hourly": one(f"SELECT sum(answers) FROM {db}.preflight_hourly")[0],
+            "severity_hourly": one(
+                f"SELECT sum(discrepancies), sum(proofs_checked) FROM {db}.severity_hourly"
+            ),
             "sink_batches": one(f"SELECT count() FROM {db}.sink_batches")[0],
         }
     finally:
@@ -262,6 +265,7 @@ def table_counts(settings: Settings) -> dict[str, Any]:
 
 def expected_counts(sample: SampleSet) -> dict[str, Any]:
     proofs = sum(c.proofs_checked for c in sample.proof_checks)
+    opened = sum(e.lifecycle.value == "OPENED" for e in sample.discrepancies)
     d, c, p, k = (
         len(sample.discrepancies),
         len(sample.proof_checks),
@@ -276,4 +280,5 @@ def expected_counts(sample: SampleSet) -> dict[str, Any]:
         "discrepancy_hourly": d,
         "proof_checks_hourly": (c, proofs),
         "preflight_hourly": p,
+        "severity_hourly": (opened, 3 * proofs),  # a row per severity for every check
     }

@@ -27,6 +27,7 @@ from streams.agents.base import (
     utcnow,
     write_open_changes,
 )
+from streams.agents.pipelining import MicroBatches, OrderedAcks
 from streams.app import Runtime
 from streams.classify import Decision, preflight_result, proof_check_event_id
 from streams.domain import BlockCode, ErrorKind, MintState, Source, Verdict
@@ -225,16 +226,26 @@ def register(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.topics["melt_requests"], name="preflight", concurrency=1)
     async def preflight_agent(stream: RawStream) -> None:
-        # StreamT's protocol lacks take_events; the concrete Stream has it.
-        batches = cast(faust.Stream[Any], stream).take_events(
-            conf.batch_max, conf.batch_within_ms / 1000
+        # StreamT's protocol lacks noack; the concrete Stream has it.
+        manual = cast(faust.Stream[Any], stream).noack()
+
+        async def crash(exc: BaseException) -> None:
+            # An answer could not be sent (Kafka itself failing): stop before anything after
+            # the unanswered requests is committed, so a restart answers them.
+            logger.error("preflight batch failed; stopping the worker", exc_info=exc)
+            await runtime.app.crash(exc)
+
+        batches = MicroBatches(
+            handler=preflight.handle_batch,
+            on_error=crash,
+            acks=OrderedAcks(manual.ack),
+            max_size=conf.batch_max,
+            within_s=conf.batch_within_ms / 1000,
+            max_in_flight=conf.max_in_flight,
         )
-        async for events in batches:
-            try:
-                await preflight.handle_batch(list(events))
-            except Exception as exc:
-                # Unanswered requests must not be acknowledged: stop the worker before the batch
-                # is committed, so a restart answers them (at-least-once).
-                logger.exception("preflight batch failed; stopping the worker")
-                await runtime.app.crash(exc)
-                raise
+        runtime.extras["preflight_batches"] = batches
+        try:
+            async for event in manual.events():
+                await batches.add(event)
+        finally:
+            await batches.drain()

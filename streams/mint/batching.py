@@ -27,6 +27,7 @@ class Ask:
     future: asyncio.Future[None]
     pending: set[str]
     results: dict[str, MintState] = field(default_factory=dict)
+    added_at: float = 0.0  # when the caller joined the queue (the gateway's clock)
 
     @property
     def live(self) -> bool:
@@ -84,6 +85,21 @@ class AskQueue:
     def __bool__(self) -> bool:
         return bool(self._waiting)
 
+    def __len__(self) -> int:
+        """Distinct Ys waiting."""
+        return len(self._waiting)
+
+    def _live(self) -> list[Ask]:
+        return _unique_live(a for waiting in self._waiting.values() for a in waiting)
+
+    def first_added(self) -> float | None:
+        """When the longest-waiting caller still queued joined (None: nobody waits)."""
+        return min((a.added_at for a in self._live()), default=None)
+
+    def earliest_deadline(self) -> float | None:
+        """The most urgent deadline among the callers still queued (None: nobody waits)."""
+        return min((a.deadline for a in self._live()), default=None)
+
     def add(self, ask: Ask, ys: Sequence[str]) -> None:
         """Queue `ask` for `ys` (its pending Ys, in the caller's order: requests keep it)."""
         for y in ys:
@@ -117,14 +133,14 @@ class AskQueue:
         return Chunk({y: self._waiting.pop(y) for y in chosen}), chosen
 
     def fail_all(self, error: ErrorFactory) -> None:
-        asks = _unique_live(a for waiting in self._waiting.values() for a in waiting)
+        asks = self._live()
         self._waiting.clear()
         for ask in asks:
             ask.fail(error)
 
     def fail_due_before(self, horizon: float, error: ErrorFactory) -> None:
         """Fail the asks whose deadline comes before `horizon` (they cannot be served in time)."""
-        asks = _unique_live(a for waiting in self._waiting.values() for a in waiting)
+        asks = self._live()
         for ask in asks:
             if ask.deadline < horizon:
                 ask.fail(error)

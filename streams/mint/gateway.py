@@ -6,9 +6,14 @@ One gateway per mint URL. Callers ask `check(ys)` concurrently; the gateway
 - gathers the rest for `gather_window_ms` and merges every caller's Ys into shared requests,
   deduplicated and cut into chunks of at most the mint's limit (min of configured, advertised,
   and learned by halving on a too-long answer). Batching is the whole game: 1 Y costs a mint
-  about as much as 100, and its budget is ~40 requests/minute;
-- sends a chunk only with a pacing token (see pacing.py) and the circuit breaker's leave;
-  chunks go out concurrently;
+  about as much as 100, and a real mint allows a client 60 requests until it pauses a minute;
+- sends a chunk only with a pacing token (see pacing.py: a model of the mint's rate limiter,
+  a token bucket below it) and the circuit breaker's leave; chunks go out concurrently;
+- once half of the limiter's budget is used (`limiter_widen_after`), holds a batch for more
+  callers: it goes when a request is full, when its first caller waited `limiter_max_gather_ms`,
+  or in time for its earliest caller's deadline. Fewer, fuller requests make the budget last;
+- when the budget is spent, sends nothing until the mint's limiter has forgotten us (a quiet
+  window) and fails callers who cannot wait that long at once;
 - retries connection errors, timeouts and 5xx with jittered backoff, never past the latest
   deadline among the chunk's callers;
 - on a 429 stays silent for `rate_limit_silence_s` and fails every caller meanwhile at once;
@@ -24,6 +29,7 @@ raises; there are no partial answers, so unknown truth can never be mistaken for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -57,7 +63,7 @@ from streams.mint.observer import (
     NullObserver,
     RequestOutcome,
 )
-from streams.mint.pacing import Clock, Pacer
+from streams.mint.pacing import Clock, LimiterSpec, Pacer
 from streams.mint.protocol import (
     BadAnswer,
     RateLimited,
@@ -66,7 +72,7 @@ from streams.mint.protocol import (
     advertised_limit,
     normalise_mint_url,
 )
-from streams.mint.transport import Exchange, MintHttp, outcome_of
+from streams.mint.transport import Exchange, MintHttp, outcome_of, was_answered
 from streams.settings import MintSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +83,10 @@ _INFO_TIMEOUT_S = 2.0
 _INFO_RETRY_S = 60.0
 # Fewer seconds than this left before a deadline are not worth a retry.
 _MIN_ATTEMPT_S = 0.01
+# A held batch leaves this long before its earliest caller's deadline, plus twice the mint's
+# recent latency, so the answer still arrives in time.
+_HOLD_RESERVE_S = 0.2
+_INITIAL_LATENCY_S = 0.05
 
 
 class SweepAllowance(NamedTuple):
@@ -118,8 +128,17 @@ class MintGateway:
             burst=settings.burst,
             silence_s=settings.rate_limit_silence_s,
             sweep_share=sweep_budget_share,
+            limiter=LimiterSpec(
+                model=settings.limiter_model,
+                limit=settings.limiter_limit,
+                window_s=settings.limiter_window_s,
+                margin=settings.limiter_margin,
+                slack_s=settings.limiter_slack_s,
+            ),
+            widen_after=settings.limiter_widen_after,
             clock=self._clock,
         )
+        self._latency_s = _INITIAL_LATENCY_S  # moving average of answered checkstates
         self._breaker = CircuitBreaker(
             failure_threshold=settings.breaker_failures,
             cooldown_s=settings.breaker_cooldown_s,
@@ -133,11 +152,13 @@ class MintGateway:
         self._advertised: int | None = None
         self._info_state: str = "unknown"  # unknown | fetching | known
         self._info_tried_at = -math.inf
+        headers = {normalise_mint_url(u): h for u, h in settings.request_headers.items()}
         self._http = MintHttp(
             self.mint_url,
             request_timeout_s=settings.request_timeout_s,
             transport=transport,
             event_hooks=event_hooks,
+            headers=headers.get(self.mint_url),
         )
         self._queue = AskQueue()
         self._wakeup = asyncio.Event()
@@ -249,7 +270,13 @@ class MintGateway:
             if wait >= remaining:
                 raise self._budget_error(wait)()
         loop = asyncio.get_running_loop()
-        ask = Ask(source=source, deadline=deadline, future=loop.create_future(), pending=set(ys))
+        ask = Ask(
+            source=source,
+            deadline=deadline,
+            future=loop.create_future(),
+            pending=set(ys),
+            added_at=self._clock(),
+        )
         self._queue.add(ask, ys)
         self._ensure_dispatcher()
         self._wakeup.set()
@@ -313,6 +340,11 @@ class MintGateway:
                 self._queue.fail_all(error)
                 return
             source = self._queue.source()
+            if source is not Source.SWEEP:
+                hold = self._hold_s()
+                if hold > 0:
+                    await self._more_callers(hold)
+                    continue
             if not self._pacer.try_acquire(source):
                 wait = self._pacer.wait_time(source)
                 if source is Source.SWEEP:
@@ -326,6 +358,7 @@ class MintGateway:
             is_probe = self._breaker.state is BreakerState.HALF_OPEN
             if not self._breaker.acquire():
                 continue  # the half-open probe was just claimed: _unavailable_error fails the rest
+            self._log_if_budget_spent()
             chunk, ys = self._queue.take_chunk(self._capacity())
             if not ys:
                 if is_probe:
@@ -334,6 +367,38 @@ class MintGateway:
             self._in_flight += 1
             task = self._spawn(self._exchange(chunk, ys, have_token=True, probe=is_probe))
             task.add_done_callback(self._free_slot)
+
+    def _hold_s(self) -> float:
+        """How much longer the queued batch should wait for more callers (0: send it now).
+
+        Only once the limiter's budget runs low (see pacing.py): then a request should carry as
+        many callers as their deadlines allow.
+        """
+        if not self._pacer.widening() or len(self._queue) >= self._capacity():
+            return 0.0
+        first, earliest = self._queue.first_added(), self._queue.earliest_deadline()
+        if first is None or earliest is None:
+            return 0.0
+        reserve = _HOLD_RESERVE_S + 2 * self._latency_s
+        until = min(first + self.settings.limiter_max_gather_ms / 1000, earliest - reserve)
+        return max(0.0, until - self._clock())
+
+    async def _more_callers(self, timeout: float) -> None:
+        """Wait up to `timeout` s, or until another caller joins the queue."""
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _log_if_budget_spent(self) -> None:
+        quiet = self._pacer.quiet_remaining()
+        if quiet > 0:
+            log.info(
+                "mint %s: the limiter's budget of %d requests is spent; quiet for %.0f s so "
+                "its count resets",
+                self.mint_url,
+                self._pacer.window.budget,
+                quiet,
+            )
 
     def _free_slot(self, _: asyncio.Task[None]) -> None:
         self._in_flight -= 1
@@ -474,7 +539,11 @@ class MintGateway:
         if timeout <= 0:
             raise MintDeadlineExceeded("deadline passed before sending", mint_url=self.mint_url)
         started = self._clock()
-        result = await self._http.checkstate(request_ys, timeout)
+        with self._pacer.on_the_wire() as wire:
+            result = await self._http.checkstate(request_ys, timeout)
+            wire.answered = was_answered(result)
+        if isinstance(result, States):
+            self._latency_s = 0.8 * self._latency_s + 0.2 * (self._clock() - started)
         canary_state = self._canary_failure(result)
         call_safely(
             self._observer.request_finished,
@@ -532,16 +601,16 @@ class MintGateway:
         """
         if self._info_state != "unknown" or self._clock() - self._info_tried_at < _INFO_RETRY_S:
             return
-        if self._pacer.silence_remaining() > 0 or not self._breaker.admits():
-            return
-        if not self._pacer.main.try_take(keep=max(1.0, self._pacer.preflight_reserve)):
+        if not self._breaker.admits() or not self._pacer.try_acquire_spare():
             return
         self._info_state = "fetching"
         self._info_tried_at = self._clock()
         self._spawn(self._fetch_info())
 
     async def _fetch_info(self) -> None:
-        answer = await self._http.info(min(_INFO_TIMEOUT_S, self.settings.request_timeout_s))
+        with self._pacer.on_the_wire() as wire:
+            answer = await self._http.info(min(_INFO_TIMEOUT_S, self.settings.request_timeout_s))
+            wire.answered = answer is not None
         if answer is not None and answer[0] == 429:
             self._on_rate_limited()
         if answer is None or answer[0] != 200:

@@ -55,7 +55,9 @@ class MintHttp:
         request_timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
         event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
+        """`headers` are sent with every request (MintSettings.request_headers of this mint)."""
         self.request_timeout_s = request_timeout_s
         self._client = httpx.AsyncClient(
             base_url=mint_url,
@@ -63,7 +65,7 @@ class MintHttp:
             timeout=request_timeout_s,
             # A mint that redirects its API is not the mint on the allow-list.
             follow_redirects=False,
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **(headers or {})},
             event_hooks=dict(event_hooks) if event_hooks else None,
         )
 
@@ -122,6 +124,11 @@ class MintHttp:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def was_answered(result: Exchange) -> bool:
+    """Did the mint answer (and so count) the request? No for timeouts and broken connections."""
+    return not isinstance(result, Transient) or result.outcome is RequestOutcome.SERVER_ERROR
 
 
 def outcome_of(result: Exchange) -> RequestOutcome:

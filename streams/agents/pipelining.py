@@ -1,0 +1,119 @@
+"""Process a stream's events concurrently while committing offsets exactly as if in order.
+
+The preflight must not wait for one batch's mint call before taking the next: under a paced or
+rate-limited mint, that serialisation caps the answered melts per second and adds a batch's wait
+to every request behind it. Batches therefore run as tasks, and the gateway merges their checks.
+
+Offsets are the hard part. Faust commits the unbroken run of acknowledged offsets, but its guard
+against a gap at the head is off by one (faust-streaming #606): acknowledging offset N+1 while N is
+still in flight can commit past N, which a crash would then lose. So events are acknowledged per
+partition strictly in offset order, each only once it and every earlier one is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+Ack = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass(eq=False)
+class _Slot:
+    event: Any
+    done: bool = False
+
+
+class OrderedAcks:
+    """Acknowledge events per partition in offset order, whatever order they finish in."""
+
+    def __init__(self, ack: Ack) -> None:
+        self._ack = ack
+        self._queues: dict[Any, deque[_Slot]] = {}
+        self._slots: dict[int, _Slot] = {}
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def track(self, event: Any) -> None:
+        """Call in arrival order (which is offset order within a partition)."""
+        slot = _Slot(event)
+        self._slots[id(event)] = slot
+        self._queues.setdefault(event.message.tp, deque()).append(slot)
+
+    async def done(self, event: Any) -> None:
+        self._slots[id(event)].done = True
+        queue = self._queues[event.message.tp]
+        while queue and queue[0].done:
+            slot = queue.popleft()
+            del self._slots[id(slot.event)]
+            await self._ack(slot.event)
+
+
+Handler = Callable[[list[Any]], Awaitable[None]]
+OnError = Callable[[BaseException], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class MicroBatches:
+    """Gather events for up to `within_s` (or `max_size` events), then run the batch as a task.
+
+    At most `max_in_flight` events are being handled at once; `add` waits for room, which holds
+    the stream back (backpressure) instead of piling up tasks.
+    """
+
+    handler: Handler
+    on_error: OnError
+    acks: OrderedAcks
+    max_size: int
+    within_s: float
+    max_in_flight: int
+    _batch: list[Any] = field(default_factory=list)
+    _timer: asyncio.TimerHandle | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _room: asyncio.Semaphore | None = None
+
+    async def add(self, event: Any) -> None:
+        if self._room is None:
+            self._room = asyncio.Semaphore(self.max_in_flight)
+        await self._room.acquire()
+        self.acks.track(event)
+        self._batch.append(event)
+        if len(self._batch) >= self.max_size:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.within_s, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._batch:
+            return
+        batch, self._batch = self._batch, []
+        task = asyncio.ensure_future(self._run(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[Any]) -> None:
+        assert self._room is not None
+        try:
+            await self.handler(batch)
+        except Exception as exc:
+            # Not acknowledged: the offsets stay uncommitted and a restart handles them again.
+            for _ in batch:
+                self._room.release()
+            await self.on_error(exc)
+            return
+        for event in batch:
+            await self.acks.done(event)
+            self._room.release()
+
+    async def drain(self) -> None:
+        """Flush and wait for every batch in flight (on shutdown or before a rebalance)."""
+        self.flush()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
