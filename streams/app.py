@@ -16,6 +16,7 @@ from faust.tables.manager import TableManager
 from prometheus_client import CollectorRegistry
 
 from streams.classify import Policy
+from streams.ledger import ProofIndex, token_rows
 from streams.logs import logging_config
 from streams.metrics import Metrics, PrometheusGatewayObserver
 from streams.mint import MintGateways, MintHealth
@@ -38,9 +39,9 @@ class Runtime:
     metrics: Metrics
     gateways: MintGateways
     topics: dict[str, faust.TopicT]
-    ledger: JsonTable  # npub|Y -> ProofRecord
-    tokens: JsonTable  # npub|token_id -> TokenRecord
+    tokens: JsonTable  # npub|token_id -> TokenRecord (the ledger)
     open_discrepancies: JsonTable  # npub|Y -> OpenDiscrepancy
+    proof_index: ProofIndex = field(default_factory=ProofIndex)  # npub|Y -> token_id
     health_listeners: list[HealthListener] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -143,8 +144,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         metrics=metrics,
         gateways=MintGateways.from_settings(settings),
         topics=topics,
-        ledger=_table(app, "ledger", n, "The wallet DB's view of each proof (npub|Y)"),
-        tokens=_table(app, "tokens", n, "Last applied version of each token (npub|token_id)"),
+        tokens=_table(app, "tokens", n, "The wallet DB's view of each token (npub|token_id)"),
         open_discrepancies=_table(app, "open-discrepancies", n, "Open discrepancies (npub|Y)"),
     )
     runtime.gateways = MintGateways.from_settings(
@@ -163,6 +163,13 @@ def _register(runtime: Runtime) -> None:
     from streams.web import register_views
 
     setup_prometheus_sensors(runtime.app, registry=runtime.metrics.registry)
+
+    async def _rebuild_proof_index() -> None:
+        # After every recovery (start, rebalance) the table holds the tokens of the partitions
+        # this worker owns; the index is derived from exactly those.
+        runtime.proof_index.rebuild(token_rows(runtime.tokens.items()))
+
+    runtime.tokens.on_recover(_rebuild_proof_index)
     ledger.register(runtime)
     preflight.register(runtime)
     findings.register(runtime)

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from streams.client import PreflightClient
 from streams.models import to_json_bytes
 from streams.settings import Settings
-from tests.support.pipeline import melt, npub
+from tests.support.pipeline import ask, melt, npub, publish_token
 from tests.support.wallet import Scenario
 from tests.support.worker import WorkerProcess, read_topic
 
@@ -60,3 +61,20 @@ async def test_kill_9_under_load_leaves_nothing_unanswered(
     for a in answered:
         verdicts.setdefault(a["request_id"], set()).add(a["verdict"])
     assert all(len(v) == 1 for v in verdicts.values())
+
+
+async def test_ledger_survives_a_restart(
+    worker: WorkerProcess, pipeline_settings: Settings, real_scenario: Scenario
+) -> None:
+    """The tokens table comes back from its changelog and the proof index is rebuilt from it."""
+    owner = npub()
+    spent = real_scenario.spent_elsewhere[:1]
+    await publish_token(pipeline_settings, worker, owner, spent, "unspent")
+    worker.kill()
+    worker.start()
+    async with PreflightClient(pipeline_settings) as client:
+        result = await ask(client, melt(owner, spent))
+    assert (result.verdict, [d.type for d in result.discrepancies]) == (
+        "BLOCKED",
+        ["DB_UNSPENT_MINT_SPENT"],
+    )

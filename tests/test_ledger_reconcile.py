@@ -10,7 +10,7 @@ import pytest
 from streams.cashu import y_from_secret
 from streams.classify import Policy
 from streams.domain import DbStatus, Lifecycle, MintState, Source, TokenStatus
-from streams.ledger import ProofRecord, TokenRecord, apply_token_event
+from streams.ledger import ProofIndex, ProofRecord, TokenRecord, apply_token_event, token_rows
 from streams.models import TokenStatusEvent
 from streams.reconcile import OpenDiscrepancy, ProofToCheck, reconcile, resolve_after_ledger_change
 
@@ -33,33 +33,72 @@ def token_event(status: str, version: int, ys: list[str] = YS[:2]) -> TokenStatu
     )
 
 
-def test_new_token_upserts_every_proof() -> None:
+def _token(version: int, status: TokenStatus, ys: list[str]) -> TokenRecord:
+    return TokenRecord(
+        version,
+        status,
+        "http://mint",
+        "2026-01-01T00:00:00+00:00",
+        tuple((y, 8, "00ab") for y in ys),
+    )
+
+
+def test_new_token_is_one_row_and_the_index_learns_its_proofs() -> None:
     update = apply_token_event(token_event("unspent", 1), None)
-    assert not update.ignored
-    assert [y for y, _ in update.upserts] == YS[:2]
-    assert {r.status for _, r in update.upserts} == {DbStatus.UNSPENT}
-    assert update.token == TokenRecord(1, TokenStatus.UNSPENT, tuple(YS[:2]))
+    assert not update.ignored and update.status is DbStatus.UNSPENT
+    assert update.token == _token(1, TokenStatus.UNSPENT, YS[:2])
+    assert update.added_ys == tuple(YS[:2]) and update.removed_ys == ()
+    index = ProofIndex()
+    index.apply("npub1a", "t1", update)
+    assert index.token_of("npub1a", YS[0]) == "t1" and index.token_of("npub1b", YS[0]) is None
+    record = update.token.proof("t1", YS[1]) if update.token else None
+    assert record == ProofRecord(
+        "t1", DbStatus.UNSPENT, 8, "00ab", "http://mint", 1, record.updated_at if record else ""
+    )
+
+
+def test_a_status_change_adds_nothing_to_the_index() -> None:
+    current = _token(1, TokenStatus.UNSPENT, YS[:2])
+    update = apply_token_event(token_event("pending", 2), current)
+    assert update.status is DbStatus.PENDING and update.added_ys == () == update.removed_ys
 
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_older_or_equal_versions_are_ignored(version: int) -> None:
-    current = TokenRecord(2, TokenStatus.SPENT, tuple(YS[:2]))
+    current = _token(2, TokenStatus.SPENT, YS[:2])
     assert apply_token_event(token_event("unspent", version), current).ignored
 
 
 def test_deleted_removes_the_tokens_proofs_and_keeps_a_tombstone() -> None:
-    current = TokenRecord(3, TokenStatus.UNSPENT, tuple(YS[:2]))
+    current = _token(3, TokenStatus.UNSPENT, YS[:2])
     update = apply_token_event(token_event("deleted", 4), current)
-    assert update.upserts == () and update.removed_ys == tuple(YS[:2])
-    assert update.token == TokenRecord(4, TokenStatus.DELETED, ())
+    assert update.status is None and update.removed_ys == tuple(YS[:2])
+    assert update.token is not None and update.token.proofs == () and update.token.version == 4
+    assert update.token.proof("t1", YS[0]) is None
     # The tombstone keeps replays of older versions out.
     assert apply_token_event(token_event("unspent", 3), update.token).ignored
+    index = ProofIndex()
+    index.apply("npub1a", "t1", apply_token_event(token_event("unspent", 1), None))
+    index.apply("npub1a", "t1", update)
+    assert len(index) == 0
 
 
 def test_proofs_dropped_from_a_token_are_removed() -> None:
-    current = TokenRecord(1, TokenStatus.UNSPENT, tuple(YS[:3]))
+    current = _token(1, TokenStatus.UNSPENT, YS[:3])
     update = apply_token_event(token_event("pending", 2, YS[:2]), current)
     assert update.removed_ys == (YS[2],)
+
+
+def test_index_rebuilds_from_the_token_rows() -> None:
+    rows = [
+        ("npub1a|t1", _token(1, TokenStatus.UNSPENT, YS[:2]).to_dict()),
+        ("npub1b|t9", _token(1, TokenStatus.DELETED, []).to_dict()),
+        ("npub1b|t2", _token(1, TokenStatus.SPENT, YS[2:3]).to_dict()),
+    ]
+    index = ProofIndex()
+    index.rebuild(token_rows([*rows, ("junk", "not a row")]))
+    assert len(index) == 3 and index.token_of("npub1b", YS[2]) == "t2"
+    assert TokenRecord.from_dict(rows[0][1]) == _token(1, TokenStatus.UNSPENT, YS[:2])
 
 
 def _open(

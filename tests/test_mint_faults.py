@@ -462,3 +462,116 @@ async def test_sweep_ys_ride_free_with_preflight_requests(
     assert set(checked) == set(preflight_ys)
     assert fault_mint.request_count == 2
     assert sorted(fault_mint.checkstate_requests[-1]) == sorted(sweep_ys + preflight_ys)
+
+
+# --- the mint's limiter (elastic, as Nutshell's) ---------------------------------------------
+
+
+def mint_requests(fault_mint: FaultMint) -> int:
+    """Everything the limiter would count: checkstates and /v1/info reads."""
+    return fault_mint.request_count + fault_mint.info_requests
+
+
+async def test_a_spent_budget_fails_callers_at_once_until_a_quiet_window_passed(
+    fault_mint: FaultMint, make_gateway: GatewayFactory, fake_clock: FakeClock
+) -> None:
+    gateway = make_gateway(
+        clock=fake_clock,
+        limiter_model="elastic",
+        limiter_limit=5,
+        limiter_margin=0,
+        limiter_widen_after=1,  # no held batches: this fake clock does not move by itself
+    )
+    spent = new_ys(1)[0]
+    fault_mint.states[spent] = MintState.SPENT
+    assert await gateway.check([spent]) == {spent: MintState.SPENT}
+    while mint_requests(fault_mint) < 5:  # /v1/info may have taken one of the five
+        await gateway.check(new_ys(2))
+        fake_clock.advance(10)  # never a quiet minute: the session goes on
+    assert mint_requests(fault_mint) == 5
+
+    elapsed, error = await timed(gateway.check(new_ys(2), deadline_s=2))
+    assert isinstance(error, MintRateLimited)  # fail closed, at once, and the mint hears nothing
+    assert elapsed < 0.05
+    assert error.retry_after == pytest.approx(50, abs=0.1)  # a full window after the last
+    assert mint_requests(fault_mint) == 5
+    assert gateway.health is MintHealth.OK  # our own pacing, not the mint refusing us
+    assert await gateway.check([spent]) == {spent: MintState.SPENT}  # the SPENT cache still works
+
+    fake_clock.advance(49.9)
+    with pytest.raises(MintRateLimited):  # 0.15 s of quiet left, more than this caller has
+        await gateway.check(new_ys(2), deadline_s=0.1)
+    fake_clock.advance(0.2)
+    ys = new_ys(2)
+    assert await gateway.check(ys) == dict.fromkeys(ys, MintState.UNSPENT)
+    assert fault_mint.request_count + fault_mint.info_requests == 6
+
+
+async def test_a_caller_whose_deadline_reaches_past_the_quiet_waits_for_it(
+    fault_mint: FaultMint, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(
+        limiter_model="elastic",
+        limiter_limit=2,
+        limiter_margin=0,
+        limiter_window_s=0.5,
+        limiter_widen_after=1,
+    )
+    while mint_requests(fault_mint) < 2:
+        await gateway.check(new_ys(1))
+    (patient_s, patient), (hasty_s, hasty) = await asyncio.gather(
+        timed(gateway.check(new_ys(2), deadline_s=3)),
+        timed(gateway.check(new_ys(2), deadline_s=0.3)),
+    )
+    assert isinstance(hasty, MintRateLimited)
+    assert hasty_s < 0.05
+    assert isinstance(patient, dict) and set(patient.values()) == {MintState.UNSPENT}
+    assert 0.4 <= patient_s < 1.5  # it waited out the quiet window (0.5 s)
+
+
+async def test_a_low_budget_widens_the_gathering_window(
+    fault_mint: FaultMint, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(
+        limiter_model="elastic",
+        limiter_limit=6,
+        limiter_margin=0,
+        limiter_widen_after=0.5,
+        limiter_max_gather_ms=300,
+    )
+    while mint_requests(fault_mint) < 3:  # half the budget: from now on batches are held
+        await gateway.check(new_ys(1))
+    before = fault_mint.request_count
+
+    async def later(delay: float, ys: list[str], deadline: float = 2.0) -> tuple[float, Any]:
+        await asyncio.sleep(delay)
+        return await timed(gateway.check(ys, deadline_s=deadline))
+
+    waves = [new_ys(2) for _ in range(5)]
+    results = await asyncio.gather(*(later(0.04 * i, ys) for i, ys in enumerate(waves)))
+    assert all(isinstance(r, dict) for _, r in results)
+    assert fault_mint.request_count == before + 1  # five callers, one request
+    assert sorted(fault_mint.checkstate_requests[-1]) == sorted(y for w in waves for y in w)
+    assert results[0][0] >= 0.25  # the first caller waited for the others (up to 300 ms)
+
+    # A held batch still goes in time for its most urgent caller.
+    urgent_s, urgent = await timed(gateway.check(new_ys(2), deadline_s=0.45))
+    assert isinstance(urgent, dict)
+    assert urgent_s < 0.45
+
+
+async def test_request_headers_go_to_their_mint(
+    fault_mint: FaultMint, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(
+        request_headers={fault_mint.url: {"X-Forwarded-For": "203.0.113.7", "X-Tenant": "a"}}
+    )
+    await gateway.check(new_ys(2))
+    for _ in range(100):  # /v1/info is read in the background
+        if fault_mint.info_requests:
+            break
+        await asyncio.sleep(0.01)
+    assert len(fault_mint.headers_seen) == 2
+    for headers in fault_mint.headers_seen:
+        assert headers["X-Forwarded-For"] == "203.0.113.7"
+        assert headers["X-Tenant"] == "a"

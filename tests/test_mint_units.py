@@ -26,6 +26,7 @@ from streams.mint.protocol import (
     interpret_checkstate,
     normalise_mint_url,
 )
+from streams.settings import LimiterModel
 from tests.support.clock import FakeClock
 
 Y1 = "02" + "11" * 32
@@ -149,7 +150,7 @@ def test_pacing_never_exceeds_the_budget_and_sweep_never_starves_preflight(
 def _limited(
     clock: FakeClock,
     *,
-    model: str = "elastic",
+    model: LimiterModel = "elastic",
     limit: int = 10,
     margin: float = 0.0,
     rpm: float = 6000,
@@ -158,7 +159,7 @@ def _limited(
     slack: float = 1.0,
     widen_after: float = 0.5,
 ) -> Pacer:
-    spec = LimiterSpec(model=model, limit=limit, window_s=60, margin=margin, slack_s=slack)  # type: ignore[arg-type]
+    spec = LimiterSpec(model=model, limit=limit, window_s=60, margin=margin, slack_s=slack)
     return Pacer(
         requests_per_minute=rpm,
         burst=burst,

@@ -66,3 +66,46 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROOFRECON_POLICY_BLOCKING_SEVERITIES", "CRITICAL")
     with pytest.raises(ValidationError):
         load_settings()
+
+
+def test_mint_request_headers_and_limiter_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.settings import to_env
+
+    for key in [k for k in __import__("os").environ if k.startswith("PROOFRECON_")]:
+        monkeypatch.delenv(key)
+    s = load_settings()
+    assert (s.mint.limiter_model, s.mint.limiter_limit, s.mint.limiter_window_s) == (
+        "elastic",
+        60,
+        60.0,
+    )
+    assert s.mint.request_headers == {}
+    monkeypatch.setenv("PROOFRECON_MINT_ALLOWLIST", "https://mint.a,https://mint.b")
+    monkeypatch.setenv(
+        "PROOFRECON_MINT_REQUEST_HEADERS", '{"https://mint.a/": {"X-Forwarded-For": "10.0.0.1"}}'
+    )
+    s = load_settings()
+    assert s.mint.request_headers == {"https://mint.a": {"X-Forwarded-For": "10.0.0.1"}}
+    # A worker started from to_env() sees the same headers.
+    for key, value in to_env(s).items():
+        monkeypatch.setenv(key, value)
+    assert load_settings().mint.request_headers == s.mint.request_headers
+
+    for bad in [
+        '{"https://mint.c": {"X-A": "1"}}',  # not on the allow-list
+        '{"https://mint.a": {"Host": "evil"}}',  # ours to set
+        '{"https://mint.a": {"X-A": "1\\r\\nX-B: 2"}}',  # header injection
+        '{"https://mint.a": {"X A": "1"}}',  # not a header name
+        "X-A=1",  # not JSON
+    ]:
+        monkeypatch.setenv("PROOFRECON_MINT_REQUEST_HEADERS", bad)
+        with pytest.raises(ValidationError):
+            load_settings()
+    monkeypatch.delenv("PROOFRECON_MINT_REQUEST_HEADERS")
+    monkeypatch.setenv("PROOFRECON_MINT_LIMITER_MODEL", "sliding")
+    with pytest.raises(ValidationError):
+        load_settings()
+    monkeypatch.setenv("PROOFRECON_MINT_LIMITER_MODEL", "fixed")
+    monkeypatch.setenv("PROOFRECON_MINT_LIMITER_MARGIN", "1")
+    with pytest.raises(ValidationError):
+        load_settings()

@@ -15,7 +15,7 @@ from faust.types import EventT, StreamT
 
 from streams.app import Runtime
 from streams.domain import ErrorKind, Lifecycle, Severity
-from streams.ledger import ProofRecord, proof_key
+from streams.ledger import ProofRecord, TokenRecord, proof_key, token_key
 from streams.logs import log
 from streams.models import (
     CorrectionCommand,
@@ -62,8 +62,12 @@ def utcnow() -> datetime:
 
 
 def ledger_record(runtime: Runtime, npub: str, y: str) -> ProofRecord | None:
-    stored = runtime.ledger.get(proof_key(npub, y))
-    return ProofRecord.from_dict(stored) if stored else None
+    """The wallet DB's record of a proof: its token's row, found through the proof index."""
+    token_id = runtime.proof_index.token_of(npub, y)
+    if token_id is None:
+        return None
+    row = runtime.tokens.get(token_key(npub, token_id))
+    return TokenRecord.from_dict(row).proof(token_id, y) if row else None
 
 
 def open_discrepancies(

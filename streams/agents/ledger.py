@@ -21,7 +21,6 @@ from streams.ledger import (
     LedgerUpdate,
     TokenRecord,
     apply_token_event,
-    proof_key,
     token_key,
 )
 from streams.models import DiscrepancyEvent, TokenStatusEvent, parse_token_status
@@ -55,36 +54,36 @@ class Ledger:
         stored = self._rt.tokens.get(tkey)
         update = apply_token_event(event, TokenRecord.from_dict(stored) if stored else None)
         metrics = self._rt.metrics.ledger_updates
-        if update.ignored:
+        if update.ignored or update.token is None:
             metrics.labels("stale_version").inc(len(event.proofs))
             return update
-        ledger = self._rt.ledger
-        sweep = self._rt.extras.get("sweep_index")
-        for y, record in update.upserts:
-            ledger[proof_key(event.npub, y)] = record.to_dict()
-            if sweep is not None:
-                if record.status in SWEEPABLE:
-                    sweep.track(event.npub, y, record.mint_url)
-                else:
-                    sweep.forget(event.npub, y)
-        for y in update.removed_ys:
-            key = proof_key(event.npub, y)
-            if ledger.get(key) is not None:
-                del ledger[key]
-            if sweep is not None:
-                sweep.forget(event.npub, y)
-        assert update.token is not None
         self._rt.tokens[tkey] = update.token.to_dict()
-        metrics.labels("upserted").inc(len(update.upserts))
+        self._rt.proof_index.apply(event.npub, event.token_id, update)
+        self._track_for_sweep(event, update)
+        metrics.labels("upserted").inc(len(update.token.proofs))
         metrics.labels("removed").inc(len(update.removed_ys))
         return update
+
+    def _track_for_sweep(self, event: TokenStatusEvent, update: LedgerUpdate) -> None:
+        sweep = self._rt.extras.get("sweep_index")
+        if sweep is None:
+            return
+        status = update.status
+        for y in update.token.ys if update.token else ():
+            if status in SWEEPABLE:
+                sweep.track(event.npub, y, event.mint_url)
+            else:
+                sweep.forget(event.npub, y)
+        for y in update.removed_ys:
+            sweep.forget(event.npub, y)
 
     def _resolve(self, event: TokenStatusEvent, update: LedgerUpdate) -> list[DiscrepancyEvent]:
         open_now = open_discrepancies(self._rt, event.npub, update.touched_ys)
         if not open_now:
             return []
         statuses: dict[str, DbStatus | None] = {y: None for y in update.removed_ys}
-        statuses.update({y: record.status for y, record in update.upserts})
+        kept = update.token.ys if update.token else ()
+        statuses.update(dict.fromkeys(kept, update.status))
         resolved, changes = resolve_after_ledger_change(
             open_now, statuses, policy=self._rt.policy, npub=event.npub, at=utcnow()
         )

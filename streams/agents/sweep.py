@@ -18,6 +18,7 @@ from streams.app import Runtime, tables_recovered
 from streams.classify import proof_check_event_id
 from streams.domain import DbStatus, Source
 from streams.errors import MintError
+from streams.ledger import token_rows
 from streams.logs import log
 from streams.models import ProofCheckEvent
 
@@ -99,12 +100,12 @@ class Sweeper:
         self._rounds = 0
 
     def rebuild(self) -> None:
-        """Re-read the ledger table (the partitions this worker holds)."""
-        entries = []
-        for key, value in self._rt.ledger.items():
-            if value and value.get("status") in _SWEEPABLE:
-                npub, _, y = str(key).rpartition("|")
-                entries.append((npub, y, str(value["mint_url"])))
+        """Re-read the tokens table (the partitions this worker holds)."""
+        entries: list[tuple[str, str, str]] = []
+        for key, row in token_rows(self._rt.tokens.items()):
+            if row["status"] in _SWEEPABLE:
+                npub = key.rpartition("|")[0]
+                entries.extend((npub, y, str(row["mint_url"])) for y, _, _ in row["proofs"])
         self._index.replace(entries)
 
     async def round(self) -> int:

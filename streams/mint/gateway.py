@@ -376,6 +376,8 @@ class MintGateway:
         """
         if not self._pacer.widening() or len(self._queue) >= self._capacity():
             return 0.0
+        if self._pacer.quiet_remaining() > 0:
+            return 0.0  # the batch gathers anyway while the quiet passes
         first, earliest = self._queue.first_added(), self._queue.earliest_deadline()
         if first is None or earliest is None:
             return 0.0

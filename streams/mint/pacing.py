@@ -195,7 +195,7 @@ class ElasticWindow:
 
     def __init__(self, spec: LimiterSpec, clock: Clock) -> None:
         self.budget: float = spec.budget
-        self.quiet_s = spec.window_s - 0.01
+        self.quiet_s = spec.window_s + CLOCK_SLACK_S
         self.slack_s = spec.slack_s
         self._clock = clock
         self._count = 0

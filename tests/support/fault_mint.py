@@ -65,6 +65,7 @@ class FaultMint:
         self.info: dict[str, Any] = {"name": "fault mint", "version": "test", "nuts": {}}
         self.checkstate_requests: list[list[str]] = []
         self.info_requests = 0
+        self.headers_seen: list[dict[str, str]] = []  # of every request, in arrival order
         self._script: deque[Fault] = deque()
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -117,12 +118,14 @@ class FaultMint:
 
     async def _info(self, request: web.Request) -> web.StreamResponse:
         self.info_requests += 1
+        self.headers_seen.append(dict(request.headers))
         return web.json_response(self.info)
 
     async def _checkstate(self, request: web.Request) -> web.StreamResponse:
         payload = await request.json()
         ys: list[str] = list(payload["Ys"])
         self.checkstate_requests.append(ys)
+        self.headers_seen.append(dict(request.headers))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.max_ys is not None and len(ys) > self.max_ys:
