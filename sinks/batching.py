@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import zlib
 from array import array
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from operator import attrgetter
+from typing import Protocol
 
 TOKEN_PREFIX = "proofrecon-sink"  # noqa: S105 - a dedup token prefix, not a secret
+_OFFSET = attrgetter("offset")
+_VALUE = attrgetter("value")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -32,6 +37,16 @@ class TopicPartition:
 
     def __str__(self) -> str:
         return f"{self.topic}[{self.partition}]"
+
+
+class RecordLike(Protocol):
+    """What the sink reads of a Kafka record (aiokafka's ConsumerRecord is one)."""
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def value(self) -> bytes | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +70,54 @@ class BatchRecord:
 
 @dataclass(slots=True)
 class Batch:
+    """A cut batch. Its records are held column-wise (`offsets[i]`, `values[i]`): buffers of
+    hundreds of thousands of records would otherwise be as many objects for the garbage
+    collector to walk, over and over."""
+
     tp: TopicPartition
     first_offset: int
     last_offset: int
-    records: list[Record]
+    offsets: list[int]
+    values: list[bytes | None]
     forced: bool = False  # re-cut to a recorded range after a restart
+    _token: str | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        tp: TopicPartition,
+        first_offset: int,
+        last_offset: int,
+        records: Sequence[RecordLike],
+        forced: bool = False,
+    ) -> Batch:
+        offsets, values = _columns(records)
+        return cls(tp, first_offset, last_offset, offsets, values, forced)
+
+    @property
+    def records(self) -> list[Record]:
+        return [Record(o, v) for o, v in zip(self.offsets, self.values, strict=True)]
 
     @property
     def token(self) -> str:
-        return batch_token(self.tp, self.first_offset, self.last_offset, self.records)
+        if self._token is None:  # a CRC pass over the whole batch: computed once
+            self._token = _token(
+                self.tp, self.first_offset, self.last_offset, self.offsets, self.values
+            )
+        return self._token
+
+    def token_from(self, joined_values: bytes) -> str:
+        """`token`, given the concatenation of the values (empty ones as nothing)."""
+        if self._token is None:
+            self._token = _token(
+                self.tp,
+                self.first_offset,
+                self.last_offset,
+                self.offsets,
+                self.values,
+                joined_values,
+            )
+        return self._token
 
     @property
     def commit_offset(self) -> int:
@@ -74,20 +128,42 @@ class Batch:
         return BatchRecord(self.tp, self.first_offset, self.last_offset, rows, self.token)
 
 
-def batch_token(tp: TopicPartition, first: int, last: int, records: Sequence[Record]) -> str:
+def _columns(records: Iterable[RecordLike]) -> tuple[list[int], list[bytes | None]]:
+    records = records if isinstance(records, list) else list(records)
+    return list(map(_OFFSET, records)), list(map(_VALUE, records))
+
+
+def batch_token(tp: TopicPartition, first: int, last: int, records: Sequence[RecordLike]) -> str:
     """The insert_deduplication_token of a batch.
 
     The range makes a replay of the same batch carry the same token. The digest of the raw
     values makes a *different* batch with the same range (a topic deleted and recreated, offsets
     starting again at 0) carry a different token, so it is not silently dropped as a duplicate.
     """
+    offsets, values = _columns(records)
+    return _token(tp, first, last, offsets, values)
+
+
+def _token(
+    tp: TopicPartition,
+    first: int,
+    last: int,
+    offsets: list[int],
+    values: list[bytes | None],
+    joined_values: bytes | None = None,
+) -> str:
     # C-level passes only (the sink's hot path): CRC-32s of the offsets, the lengths and the
     # values. Not a cryptographic digest, and it need not be: it only has to tell apart two
-    # different batches that happen to share a range.
-    offsets = array("q", [r.offset for r in records]).tobytes()
-    lengths = array("q", [len(r.value) if r.value else -1 for r in records]).tobytes()
-    values = b"".join(r.value or b"" for r in records)
-    digest = f"{zlib.crc32(offsets + lengths):08x}{zlib.crc32(values):08x}"
+    # different batches that happen to share a range. Never change what it digests: a batch
+    # recorded by an older sink must get the same token when a newer one replays it.
+    packed = array("q", offsets).tobytes()
+    if all(values):
+        lengths = array("q", map(len, values)).tobytes()  # type: ignore[arg-type]
+    else:
+        lengths = array("q", [len(v) if v else -1 for v in values]).tobytes()
+    if joined_values is None:
+        joined_values = b"".join([v or b"" for v in values])
+    digest = f"{zlib.crc32(packed + lengths):08x}{zlib.crc32(joined_values):08x}"
     return f"{TOKEN_PREFIX}:{tp.topic}:{tp.partition}:{first}-{last}:{digest}"
 
 
@@ -158,7 +234,8 @@ def plan_resume(
 @dataclass(slots=True)
 class _PartitionBuffer:
     next_start: int | None  # first offset of the next batch; None until the first record
-    records: list[Record] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # held records, column-wise (see Batch)
+    values: list[bytes | None] = field(default_factory=list)
     oldest_at: float | None = None
     cuts: deque[int] = field(default_factory=deque)
     position: int | None = None  # the consumer's next offset, when known
@@ -191,23 +268,41 @@ class Batcher:
     def buffered(self, tp: TopicPartition | None = None) -> int:
         if tp is not None:
             part = self._parts.get(tp)
-            return len(part.records) if part else 0
-        return sum(len(p.records) for p in self._parts.values())
+            return len(part.offsets) if part else 0
+        return sum(len(p.offsets) for p in self._parts.values())
 
-    def add(self, tp: TopicPartition, records: Iterable[Record], now: float) -> None:
+    def add(self, tp: TopicPartition, records: Iterable[RecordLike], now: float) -> None:
         part = self._parts.get(tp)
         if part is None:
             raise KeyError(f"{tp} is not assigned")
-        for rec in records:
-            if part.next_start is None:
-                part.next_start = rec.offset
-            behind = part.records and rec.offset <= part.records[-1].offset
-            if rec.offset < part.next_start or behind:
-                continue  # a re-delivered record already in a batch or buffer
-            if not part.records:
+        offsets, values = _columns(records)
+        if not offsets:
+            return
+        first = offsets[0]
+        if (
+            part.next_start is not None
+            and first >= part.next_start
+            and (not part.offsets or first > part.offsets[-1])
+        ):
+            # The common case, without a step per record: one fetch of one partition is in
+            # strictly increasing offset order (Kafka's), and it starts past everything held.
+            if not part.offsets:
                 part.oldest_at = now
-            part.records.append(rec)
-            part.position = rec.offset + 1
+            part.offsets += offsets
+            part.values += values
+            part.position = offsets[-1] + 1
+            return
+        for offset, value in zip(offsets, values, strict=True):
+            if part.next_start is None:
+                part.next_start = offset
+            behind = part.offsets and offset <= part.offsets[-1]
+            if offset < part.next_start or behind:
+                continue  # a re-delivered record already in a batch or buffer
+            if not part.offsets:
+                part.oldest_at = now
+            part.offsets.append(offset)
+            part.values.append(value)
+            part.position = offset + 1
 
     def note_position(self, tp: TopicPartition, position: int) -> None:
         """The consumer's position: lets a forced cut close over compacted (missing) offsets."""
@@ -239,14 +334,14 @@ class Batcher:
                 part.cuts.popleft()
                 out.append(self._take(tp, part, end, now, forced=True))
                 continue
-            if not part.records:
+            if not part.offsets:
                 break
-            if len(part.records) >= self.max_rows:
-                out.append(self._take(tp, part, part.records[self.max_rows - 1].offset, now))
+            if len(part.offsets) >= self.max_rows:
+                out.append(self._take(tp, part, part.offsets[self.max_rows - 1], now))
                 continue
             waited = part.oldest_at is not None and now - part.oldest_at >= self.max_wait_s
             if flush_all or waited:
-                out.append(self._take(tp, part, part.records[-1].offset, now))
+                out.append(self._take(tp, part, part.offsets[-1], now))
             break
         return out
 
@@ -255,13 +350,12 @@ class Batcher:
         tp: TopicPartition, part: _PartitionBuffer, end: int, now: float, *, forced: bool = False
     ) -> Batch:
         assert part.next_start is not None
-        n = 0
-        while n < len(part.records) and part.records[n].offset <= end:
-            n += 1
-        taken, part.records = part.records[:n], part.records[n:]
-        batch = Batch(tp, part.next_start, end, taken, forced)
+        n = bisect_right(part.offsets, end)  # held in increasing offset order
+        offsets, part.offsets = part.offsets[:n], part.offsets[n:]
+        values, part.values = part.values[:n], part.values[n:]
+        batch = Batch(tp, part.next_start, end, offsets, values, forced)
         part.next_start = end + 1
-        part.oldest_at = now if part.records else None
+        part.oldest_at = now if part.offsets else None
         return batch
 
 
@@ -296,6 +390,12 @@ class RecentIds:
         if len(self._current) >= self._generation:
             self._previous, self._current = self._current, set()
 
+    def discard_all(self, event_ids: Iterable[str]) -> None:
+        """Forget ids remembered by `add_all` (rows that were not stored after all)."""
+        keys = set(map(hash, event_ids))
+        self._current -= keys
+        self._previous -= keys
+
     def fresh_indexes(self, event_ids: Sequence[str]) -> list[int]:
         """Indexes of the ids neither seen before nor repeated earlier in `event_ids`.
 
@@ -305,13 +405,17 @@ class RecentIds:
             return list(range(len(event_ids)))
         keys = list(map(hash, event_ids))
         current, previous = self._current, self._previous
+        distinct = set(keys)
+        unique = len(distinct) == len(keys)
+        if unique and current.isdisjoint(distinct) and previous.isdisjoint(distinct):
+            return list(range(len(keys)))  # the common case, in C
         keep = [i for i, k in enumerate(keys) if k not in current and k not in previous]
-        if len(set(keys)) == len(keys):
+        if unique:
             return keep
         seen: set[int] = set()  # rare: the same id twice in one batch
-        unique = []
+        first_seen = []
         for i in keep:
             if keys[i] not in seen:
                 seen.add(keys[i])
-                unique.append(i)
-        return unique
+                first_seen.append(i)
+        return first_seen

@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -27,12 +29,15 @@ import clickhouse_connect
 from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from sinks.rows import JSON_INSERT_SETTINGS, JsonSource, RowSpec, json_insert_sql
 from streams.errors import ConfigError, SinkBackpressure, SinkError
 from streams.settings import Settings
 
 # While this file exists every call fails as if ClickHouse refused the connection. Tests use it
 # to make embedded chDB "unavailable" for a while (a server's outage needs no hook).
 UNAVAILABLE_HOOK_ENV = "PROOFRECON_TEST_SINK_UNAVAILABLE"
+# Fast-path batch files live here, inside the chDB path (see ClickHouseStore._scratch_dir).
+SCRATCH_DIR = "proofrecon-sink-batches"
 
 # Server errors that pass with time: retry them instead of failing for good.
 TRANSIENT_CODES = frozenset(
@@ -56,6 +61,18 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_RETRY_AFTER_S = 1.0
 
 T = TypeVar("T")
+
+
+class RejectedBatch(Exception):
+    """ClickHouse refused a fast-path insert for its data (a record failed to parse or to meet
+    the checks). Nothing of it was written: validate the records one by one instead.
+
+    Carries the error code only: ClickHouse's message may quote the offending value.
+    """
+
+    def __init__(self, clickhouse_code: int) -> None:
+        super().__init__(f"ClickHouse rejected the batch (code {clickhouse_code})")
+        self.clickhouse_code = clickhouse_code
 
 
 def redact_url(url: str) -> str:
@@ -94,6 +111,7 @@ class ClickHouseStore:
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._types: dict[str, Any] = {}
+        self._scratch: Path | None = None  # chDB reads fast-path batches from files here
 
     @property
     def embedded(self) -> bool:
@@ -165,6 +183,8 @@ class ClickHouseStore:
                     raise SinkBackpressure(
                         f"ClickHouse busy: {_short(exc)}", retry_after=DEFAULT_RETRY_AFTER_S
                     ) from None
+                if exc.code is not None:
+                    raise _DataError(exc.code, f"ClickHouse error: {_short(exc)}") from None
                 raise SinkError(f"ClickHouse error: {_short(exc)}") from None
             except ClickHouseError as exc:
                 raise SinkError(f"ClickHouse error: {_short(exc)}") from None
@@ -192,8 +212,9 @@ class ClickHouseStore:
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         def run(c: Any) -> list[dict[str, Any]]:
             result = c.query(sql, parameters=dict(parameters or {}))
-            names = result.column_names
-            return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+            # map() builds the dicts without a Python step per row: about twice as fast on the
+            # 17k rows of a 30-day hourly table, where it costs more than the query itself.
+            return list(map(dict, map(zip, repeat(result.column_names), result.result_rows)))
 
         return self._call(run)
 
@@ -236,10 +257,98 @@ class ClickHouseStore:
 
         return self._call(run)
 
+    def insert_json(
+        self,
+        spec: RowSpec,
+        body: bytes,
+        *,
+        topic: str,
+        partition: int,
+        rows: int,
+        first_offset: int | None,
+        token: str | None = None,
+    ) -> int:
+        """The fast path: ClickHouse parses and checks `body` (one JSON object per record) and
+        inserts it into `spec.table` with one INSERT ... SELECT.
+
+        Returns the rows written as a server reports them (0 for a deduplicated replay), or the
+        rows sent (chDB reports nothing). Raises `RejectedBatch` when ClickHouse refused the data
+        (then nothing was written), `SinkBackpressure` when it is unreachable or busy.
+        `first_offset` as for `sinks.rows.json_insert_sql`; a server needs spliced offsets (None).
+        """
+        settings: dict[str, int | str] = dict(JSON_INSERT_SETTINGS)
+        settings["insert_deduplicate"] = 1
+        settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+        if token is not None:
+            settings["insert_deduplication_token"] = token
+        table = self.table(spec.table)
+
+        def sql(source: JsonSource, first: int | None) -> str:
+            return json_insert_sql(
+                spec,
+                table,
+                source,
+                topic=topic,
+                partition=partition,
+                rows=rows,
+                first_offset=first,
+                settings=settings,
+            )
+
+        if not self.embedded:
+            if first_offset is not None:
+                raise ValueError("a server reads the body with input(): splice the offsets")
+            statement = sql(JsonSource(None), None)
+            summary = self._call_insert(lambda c: c.command(statement, data=body))
+            written = getattr(summary, "written_rows", None)  # 0 for a deduplicated replay
+            return int(written) if written is not None else rows
+
+        def run(c: Any) -> None:
+            # chDB has no request body: the batch goes through a file, as clickhouse-connect's
+            # own chDB inserts do (INSERT ... FROM INFILE).
+            fd, name = tempfile.mkstemp(suffix=".json", dir=self._scratch_dir())
+            try:
+                with os.fdopen(fd, "wb") as file:
+                    file.write(body)
+                c.command(sql(JsonSource(name), first_offset))
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(name)
+
+        self._call_insert(run)
+        return rows
+
+    def _call_insert(self, fn: Callable[[Any], T]) -> T:
+        try:
+            return self._call(fn)
+        except _DataError as exc:
+            raise RejectedBatch(exc.clickhouse_code) from None
+
+    def _scratch_dir(self) -> Path:
+        """Beside the chDB data (same owner, same trust): a batch file holds raw values, fields
+        the sink never stores included, for the length of one insert. Leftovers of a crash are
+        removed at first use."""
+        if self._scratch is None:
+            scratch = chdb_path(self.url) / SCRATCH_DIR
+            scratch.mkdir(mode=0o700, exist_ok=True)
+            for stale in scratch.glob("*.json"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            self._scratch = scratch
+        return self._scratch
+
     def _type(self, name: str) -> Any:
         if name not in self._types:
             self._types[name] = get_from_name(name)
         return self._types[name]
+
+
+class _DataError(SinkError):
+    """A ClickHouse error with a code that is not transient (`_call`'s callers see a SinkError)."""
+
+    def __init__(self, clickhouse_code: int, message: str) -> None:
+        super().__init__(message)
+        self.clickhouse_code = clickhouse_code
 
 
 def _short(exc: Exception, limit: int = 300) -> str:

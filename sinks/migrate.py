@@ -33,6 +33,7 @@ TTL_TABLES: dict[str, tuple[str, str]] = {
     "discrepancy_hourly": ("hour", "hourly_ttl_days"),
     "proof_checks_hourly": ("hour", "hourly_ttl_days"),
     "preflight_hourly": ("hour", "hourly_ttl_days"),
+    "severity_hourly": ("hour", "hourly_ttl_days"),
 }
 
 

@@ -21,7 +21,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
@@ -39,9 +39,20 @@ from sinks.batching import (
     TopicPartition,
     plan_resume,
 )
-from sinks.clickhouse import ClickHouseStore
+from sinks.clickhouse import ClickHouseStore, RejectedBatch
 from sinks.migrate import migrate
-from sinks.rows import SPECS, RowSpec, decode_batch, row_ids, to_columns
+from sinks.rows import (
+    SPECS,
+    BadRecord,
+    RowSpec,
+    decode_batch,
+    fast_ids,
+    fast_path_values,
+    row_ids,
+    splice_offsets,
+    sql_string,
+    to_columns,
+)
 from sinks.sink_metrics import SinkMetrics
 from streams.errors import SinkBackpressure, SinkError
 from streams.logs import log
@@ -55,19 +66,26 @@ logger = logging.getLogger("proofrecon.sink")
 PAUSE_AFTER_INSERT_ENV = "PROOFRECON_TEST_SINK_PAUSE_AFTER_INSERT"
 BACKOFF_BASE_S = 0.25
 POLL_MS = 100
-MAX_POLL_RECORDS = 10_000  # per getmany, all partitions: bounds one loop step, not a batch
+# Per getmany, all partitions: bounds one loop step, not a batch. Small on purpose: aiokafka makes
+# an object per record, and 10,000 of them alive at once outlive the garbage collector's youngest
+# generation (700), get promoted and trigger full collections of the whole worker's heap: ~11 per
+# million records, 1.4-1.7 s of the event loop's time. At 500 they die young: 0.05-0.13 s.
+MAX_POLL_RECORDS = 500
+# Per partition and fetch. aiokafka's 1 MiB default is ~2,000 discrepancy events: a 10k-row batch
+# would take five round trips per partition.
+MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
 STOP_TIMEOUT_S = 15.0
 # Event ids of rows ingested this recently are loaded at assignment to catch re-emissions.
 RECENT_LOOKBACK_S = 3600
-BATCH_RECORD_TYPES = {
-    "group_id": "String",
-    "topic": "String",
-    "partition": "UInt32",
-    "first_offset": "UInt64",
-    "last_offset": "UInt64",
-    "rows": "UInt32",
-    "token": "String",
-}
+BATCH_RECORD_COLUMNS = (
+    "group_id",
+    "topic",
+    "partition",
+    "first_offset",
+    "last_offset",
+    "rows",
+    "token",
+)
 
 
 @dataclass
@@ -79,6 +97,7 @@ class SinkStats:
     replayed_batches: int = 0
     bad_records: int = 0
     duplicates_dropped: int = 0
+    slow_batches: int = 0  # validated record by record (the fast path refused or rejected them)
     retries: int = 0
     last_error: str | None = None
     paused: bool = False
@@ -90,6 +109,7 @@ class SinkStats:
             "replayed_batches": self.replayed_batches,
             "bad_records": self.bad_records,
             "duplicates_dropped": self.duplicates_dropped,
+            "slow_batches": self.slow_batches,
             "retries": self.retries,
             "last_error": self.last_error,
             "paused": self.paused,
@@ -98,12 +118,22 @@ class SinkStats:
 
 @dataclass
 class _Prepared:
-    """A cut batch, decoded once: retries insert exactly the same rows with the same token."""
+    """A cut batch, prepared once: retries insert exactly the same rows with the same token.
+
+    Fast path: `body` holds the kept records' raw values, for ClickHouse to parse and check.
+    Slow path: `columns` holds the rows pydantic validated (`body` is then None). A fast batch
+    ClickHouse rejects turns into a slow one, and stays one through retries.
+    """
 
     batch: Batch
     spec: RowSpec
-    columns: dict[str, list[Any]]
     rows: int
+    columns: dict[str, list[Any]] | None = None
+    body: bytes | None = None
+    first_offset: int | None = None  # fast path: offsets are first_offset + row number
+    # fast path: the offsets and values in `body`, and their ids
+    kept: tuple[list[int], list[bytes]] = field(default_factory=lambda: ([], []))
+    kept_ids: list[str] = field(default_factory=list)
     recorded: bool = False
     inserted: bool = False
 
@@ -162,6 +192,7 @@ class ClickHouseSinkService(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=MAX_POLL_RECORDS,
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             # A batch insert may wait long on an unavailable ClickHouse; stay in the group.
             max_poll_interval_ms=600_000,
         )
@@ -240,7 +271,22 @@ class ClickHouseSinkService(Service):
         self._throttle(consumer)
 
     def _start_flush(self, consumer: AIOKafkaConsumer) -> None:
-        self._flush_task = asyncio.ensure_future(self._flush(self._pending, consumer))
+        self._flush_task = asyncio.ensure_future(self._flush_due(consumer))
+
+    async def _flush_due(self, consumer: AIOKafkaConsumer) -> None:
+        """Flush the pending batches, then the ones that became due meanwhile, until none is.
+
+        ClickHouse never waits for the loop's next step (up to a poll interval) to get its next
+        batch; the loop keeps fetching meanwhile. Stops for partitions waiting to be planned.
+        """
+        while True:
+            await self._flush(self._pending, consumer)
+            if self._unplanned or self.should_stop:
+                return
+            batches = self._batcher.cut(time.monotonic())
+            if not batches:
+                return
+            self._pending = [self._prepare(b) for b in batches]
 
     def _reap_flush(self) -> None:
         task = self._flush_task
@@ -272,7 +318,7 @@ class ClickHouseSinkService(Service):
         for ktp, messages in fetched.items():
             tp = TopicPartition(ktp.topic, ktp.partition)
             if tp in assigned:
-                self._batcher.add(tp, [Record(m.offset, m.value) for m in messages], now)
+                self._batcher.add(tp, messages, now)
 
     async def _note_positions(self, consumer: AIOKafkaConsumer) -> None:
         # Forced cuts wait for the consumer to pass their last offset, which compaction may
@@ -283,59 +329,162 @@ class ClickHouseSinkService(Service):
                 self._batcher.note_position(tp, await consumer.position(ktp))
 
     def _prepare(self, batch: Batch) -> _Prepared:
+        """Choose the batch's path and its rows: raw values for ClickHouse to parse (the fast
+        path), or pydantic-validated columns when a value cannot take the fast path.
+
+        Deterministic for the batch's bytes (apart from the recent-id filter, as before): a
+        replayed batch takes the same path and sends the same rows under the same token.
+        """
         spec = self._topics[batch.tp.topic]
-        decoded = decode_batch(spec, batch.records)
-        for bad in decoded.bad:
+        if batch.forced:
+            self.stats.replayed_batches += 1
+        offsets, values = batch.offsets, batch.values
+        if not all(values):
+            pairs = list(zip(offsets, values, strict=True))
+            self._report_bad(batch.tp, [BadRecord(o, "EMPTY") for o, v in pairs if not v])
+            offsets = [o for o, v in pairs if v]
+            values = [v for _, v in pairs if v]
+        present = cast(list[bytes], values)  # the empty ones are gone
+        joined = fast_path_values(present)
+        ids = fast_ids(spec, present) if joined is not None else None
+        if joined is None or ids is None:
+            return self._prepare_slow(batch, spec, offsets, present)
+        if len(present) == len(batch.values):
+            batch.token_from(joined)  # the same digest as `batch.token`, without a second join
+        recent = self._recent[batch.tp.topic]
+        keep = recent.fresh_indexes(ids)
+        if len(keep) < len(ids):
+            self._count_duplicates(batch.tp.topic, len(ids) - len(keep))
+            offsets = [offsets[i] for i in keep]
+            present = [present[i] for i in keep]
+            ids = [ids[i] for i in keep]
+            joined = b"".join(present)
+        recent.add_all(ids)
+        prepared = _Prepared(batch, spec, len(offsets), kept=(offsets, present), kept_ids=ids)
+        if not offsets:
+            return prepared
+        if self.store.embedded and offsets[-1] - offsets[0] == len(offsets) - 1:
+            prepared.body = joined  # contiguous: ClickHouse numbers the rows itself
+            prepared.first_offset = offsets[0]
+        else:
+            prepared.body = splice_offsets(present, offsets)
+        return prepared
+
+    def _prepare_slow(
+        self, batch: Batch, spec: RowSpec, offsets: list[int], values: list[bytes]
+    ) -> _Prepared:
+        """Validate the batch's non-empty records with pydantic (the caller reported the empty)."""
+        decoded = decode_batch(spec, [Record(o, v) for o, v in zip(offsets, values, strict=True)])
+        self._report_bad(batch.tp, decoded.bad)
+        recent = self._recent[batch.tp.topic]
+        ids = row_ids(spec, decoded.rows)
+        keep = recent.fresh_indexes(ids)
+        if len(keep) < len(ids):
+            self._count_duplicates(batch.tp.topic, len(ids) - len(keep))
+        rows = [decoded.rows[i] for i in keep]
+        kept_offsets = [decoded.offsets[i] for i in keep]
+        recent.add_all(ids[i] for i in keep)
+        columns = to_columns(spec, rows, kept_offsets, batch.tp.topic, batch.tp.partition)
+        self.stats.slow_batches += 1
+        return _Prepared(batch, spec, len(rows), columns=columns)
+
+    def _to_slow(self, p: _Prepared) -> None:
+        """ClickHouse rejected a fast batch: validate its records, keep the good ones."""
+        tp = p.batch.tp
+        offsets, values = p.kept
+        decoded = decode_batch(p.spec, [Record(o, v) for o, v in zip(offsets, values, strict=True)])
+        self._report_bad(tp, decoded.bad)
+        if decoded.bad:
+            bad = {b.offset for b in decoded.bad}
+            # They were remembered as seen; they were not stored.
+            self._recent[tp.topic].discard_all(
+                i for o, i in zip(offsets, p.kept_ids, strict=True) if o in bad
+            )
+        p.columns = to_columns(p.spec, decoded.rows, decoded.offsets, tp.topic, tp.partition)
+        p.rows = len(decoded.rows)
+        p.body = None
+        p.kept, p.kept_ids = ([], []), []
+        self.stats.slow_batches += 1
+
+    def _report_bad(self, tp: TopicPartition, bad: list[BadRecord]) -> None:
+        for record in bad:
             # Offsets and reasons only: a record's value is never logged.
             log(
                 logger,
                 logging.WARNING,
                 "sink skipped a bad record",
-                topic=batch.tp.topic,
-                partition=batch.tp.partition,
-                offset=bad.offset,
-                reason=bad.reason,
+                topic=tp.topic,
+                partition=tp.partition,
+                offset=record.offset,
+                reason=record.reason,
             )
-            self.metrics.bad_records.labels(batch.tp.topic, bad.reason).inc()
-        self.stats.bad_records += len(decoded.bad)
-        recent = self._recent[batch.tp.topic]
-        ids = row_ids(spec, decoded.rows)
-        keep = recent.fresh_indexes(ids)
-        dropped = len(ids) - len(keep)
-        if dropped:
-            self.stats.duplicates_dropped += dropped
-            self.metrics.duplicates.labels(batch.tp.topic).inc(dropped)
-        rows = [decoded.rows[i] for i in keep]
-        offsets = [decoded.offsets[i] for i in keep]
-        recent.add_all(ids[i] for i in keep)
-        columns = to_columns(spec, rows, offsets, batch.tp.topic, batch.tp.partition)
-        if batch.forced:
-            self.stats.replayed_batches += 1
-        return _Prepared(batch, spec, columns, len(rows))
+            self.metrics.bad_records.labels(tp.topic, record.reason).inc()
+        self.stats.bad_records += len(bad)
+
+    def _count_duplicates(self, topic: str, dropped: int) -> None:
+        self.stats.duplicates_dropped += dropped
+        self.metrics.duplicates.labels(topic).inc(dropped)
+
+    def _write(self, pending: list[_Prepared]) -> tuple[_Prepared, RejectedBatch] | None:
+        """On the store's thread: record the batches' ranges, then insert them one after the
+        other, with no trip through the event loop in between (the loop may be busy unpacking
+        a fetch). Stops at a fast batch ClickHouse rejects and returns it, for the loop to
+        validate record by record; raises what the store raises (nothing inserted is redone:
+        `recorded` and `inserted` say how far it got)."""
+        unrecorded = [p for p in pending if not p.recorded and p.rows]
+        if unrecorded:
+            self._record([p.batch.record(p.rows) for p in unrecorded])
+            for p in unrecorded:
+                p.recorded = True
+        for p in pending:
+            if p.inserted or not p.rows:
+                continue
+            started = time.perf_counter()
+            tp = p.batch.tp
+            if p.body is not None:
+                try:
+                    written = self.store.insert_json(
+                        p.spec,
+                        p.body,
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        rows=p.rows,
+                        first_offset=p.first_offset,
+                        token=p.batch.token,
+                    )
+                except RejectedBatch as exc:
+                    return p, exc
+            else:
+                assert p.columns is not None
+                # After a rejection, the same token: the rejected attempt wrote nothing, and a
+                # replay of this batch is rejected the same way and sends these same rows.
+                written = self.store.insert_columns(
+                    p.spec.table, p.columns, p.spec.insert_types, token=p.batch.token
+                )
+            p.inserted = True
+            self.metrics.insert_seconds.observe(time.perf_counter() - started)
+            self.metrics.rows.labels(p.spec.table).inc(written)
+            table = p.spec.table
+            self.stats.rows_inserted[table] = self.stats.rows_inserted.get(table, 0) + written
+        return None
 
     async def _flush(self, pending: list[_Prepared], consumer: AIOKafkaConsumer) -> None:
         async with self._flush_lock:
-            unrecorded = [p for p in pending if not p.recorded and p.rows]
-            if unrecorded:
-                await self.store.run(self._record, [p.batch.record(p.rows) for p in unrecorded])
-                for p in unrecorded:
-                    p.recorded = True
-            for p in pending:
-                if p.inserted or not p.rows:
-                    continue
-                started = time.perf_counter()
-                written = await self.store.run(
-                    self.store.insert_columns,
-                    p.spec.table,
-                    p.columns,
-                    p.spec.insert_types,
-                    token=p.batch.token,
+            while (rejected := await self.store.run(self._write, pending)) is not None:
+                p, exc = rejected
+                tp = p.batch.tp
+                log(
+                    logger,
+                    logging.WARNING,
+                    "clickhouse rejected a batch; validating its records one by one",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    first_offset=p.batch.first_offset,
+                    last_offset=p.batch.last_offset,
+                    clickhouse_code=exc.clickhouse_code,
                 )
-                p.inserted = True
-                self.metrics.insert_seconds.observe(time.perf_counter() - started)
-                self.metrics.rows.labels(p.spec.table).inc(written)
-                table = p.spec.table
-                self.stats.rows_inserted[table] = self.stats.rows_inserted.get(table, 0) + written
+                self.metrics.rejected_batches.labels(tp.topic).inc()
+                self._to_slow(p)
             await _pause_after_insert_hook()
             offsets: dict[KafkaTP, OffsetAndMetadata] = {}
             for p in pending:
@@ -355,16 +504,17 @@ class ClickHouseSinkService(Service):
             self._pending = [p for p in self._pending if id(p) not in done]
 
     def _record(self, records: list[BatchRecord]) -> None:
-        columns: dict[str, list[Any]] = {
-            "group_id": [self.group_id] * len(records),
-            "topic": [r.tp.topic for r in records],
-            "partition": [r.tp.partition for r in records],
-            "first_offset": [r.first_offset for r in records],
-            "last_offset": [r.last_offset for r in records],
-            "rows": [r.rows for r in records],
-            "token": [r.token for r in records],
-        }
-        self.store.insert_columns("sink_batches", columns, BATCH_RECORD_TYPES)
+        # A plain INSERT ... VALUES: a few rows, and no insert machinery to spin up for them
+        # (clickhouse-connect's column inserts go through a file and a producer thread).
+        values = ", ".join(
+            f"({sql_string(self.group_id)}, {sql_string(r.tp.topic)}, {int(r.tp.partition)}, "
+            f"{int(r.first_offset)}, {int(r.last_offset)}, {int(r.rows)}, {sql_string(r.token)})"
+            for r in records
+        )
+        self.store.command(
+            f"INSERT INTO {self.store.table('sink_batches')} "  # noqa: S608 - literals escaped
+            f"({', '.join(BATCH_RECORD_COLUMNS)}) VALUES {values}"
+        )
 
     # --- backpressure ---------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ class SinkMetrics:
         registry = registry if registry is not None else CollectorRegistry()
         self.rows = Counter(
             "proofrecon_sink_rows_inserted",
-            "Rows ClickHouse accepted (deduplicated replays count 0)",
+            "Rows inserted (a server counts deduplicated replays as 0; embedded chDB does not)",
             ["table"],
             registry=registry,
         )
@@ -29,6 +29,13 @@ class SinkMetrics:
         self.duplicates = Counter(
             "proofrecon_sink_duplicates_dropped",
             "Events dropped because their id was seen recently (upstream re-emissions)",
+            ["topic"],
+            registry=registry,
+        )
+        self.rejected_batches = Counter(
+            "proofrecon_sink_rejected_batches",
+            "Fast-path batches ClickHouse rejected for their data (then validated record by "
+            "record)",
             ["topic"],
             registry=registry,
         )
