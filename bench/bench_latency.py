@@ -32,10 +32,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from bench.common import (
     REPO,
     STACK_MINT,
     BenchResult,
+    BenchWorker,
     Token,
     add_set_option,
     at_most,
@@ -46,6 +49,7 @@ from bench.common import (
     format_table,
     machine,
     melt_request,
+    metric_total,
     new_run_id,
     open_loop,
     proof_ref,
@@ -71,7 +75,7 @@ TIMEOUT_S = 10.0
 WARMUP_S = 2.0
 PROOFS_PER_MELT = 3
 OWNERS = 10
-LIFTED_PACING = {"requests_per_minute": 60_000.0, "burst": 1_000}
+LIFTED_PACING = {"requests_per_minute": 60_000.0, "burst": 1_000, "limiter_model": "none"}
 
 
 @dataclass
@@ -184,6 +188,7 @@ async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
                 await record_tokens(settings, worker, ledger, STACK_MINT)
                 await echo.start()
                 await _phases(settings, echo, tokens, rate, duration, pipeline, baseline)
+                mint = await mint_usage(worker)
         finally:
             echo.stop()
             await delete_run_topics(settings, run_id)
@@ -195,6 +200,7 @@ async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
         "params": {"rate": rate, "duration_s": duration, "pacing": pacing, "warmup_s": WARMUP_S},
         "pipeline": p,
         "kafka_echo": b,
+        "mint_requests": mint,
         "ratio_p50": ratio(p["latency"]["p50_ms"], b["latency"]["p50_ms"]),
         "ratio_p99": ratio(p["latency"]["p99_ms"], b["latency"]["p99_ms"]),
     }
@@ -222,6 +228,19 @@ async def _phases(
         await drive(client, tokens, rate, duration, pipeline)
         say(f"latency: kafka echo, {rate}/s for {duration / 2:g} s")
         await drive(echo_client, tokens, rate, duration / 2, baseline)
+
+
+async def mint_usage(worker: BenchWorker) -> dict[str, float]:
+    """The worker's checkstate requests (warm-up included): how many, how long, how big."""
+    names = ("duration_seconds_sum", "duration_seconds_count", "ys_sum")
+    async with httpx.AsyncClient(timeout=5) as http:
+        got = [await metric_total(http, worker.url, f"proofrecon_mint_request_{n}") for n in names]
+    seconds, count, ys = (v or 0.0 for v in got)
+    return {
+        "requests": count,
+        "mean_ms": round(1000 * seconds / count, 2) if count else 0.0,
+        "mean_ys": round(ys / count, 1) if count else 0.0,
+    }
 
 
 def to_result(data: dict[str, Any]) -> BenchResult:

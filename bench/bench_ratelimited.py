@@ -1,36 +1,53 @@
 """Melt preflights answered under a rate-limited mint: the pipeline against one checkstate per melt.
 
     .venv/bin/python -m bench ratelimited [--quick]
-    .venv/bin/python -m bench.bench_ratelimited [--rate 50] [--duration 90] [--limiter design]
+    .venv/bin/python -m bench.bench_ratelimited [--rate 50] [--duration 90] [--limiter nutshell]
 
 Target (DESIGN.md): >= 50x the naive approach's answered melts, zero 429 lockouts.
 
-A real mint limits each client to 60 requests/minute (localhost is exempt, so a proxy in front of
-the stack's mint plays the remote mint's limiter: bench/support/ratelimit_proxy.py). The same
-offered load, `--rate` melts/s of 3 real proofs each for `--duration` s, goes to
+A real mint limits each client to 60 requests/minute. Localhost is exempt, so the limiter comes
+from one of:
 
-- naive: each melt posts its own checkstate to the proxy, as fast as the wallet sends them;
-- pipeline: melts go through Kafka to a worker whose gateway is allow-listed for the proxy, with
-  the default pacing (40 requests/min, burst 5), the proofs recorded in its ledger first.
+- `design`, `elastic`: a proxy in front of the stack's mint (bench/support/ratelimit_proxy.py)
+  plays the limiter DESIGN.md describes, or Nutshell's elastic-expiry one;
+- `nutshell`: a real Nutshell mint of its own, started with MINT_RATE_LIMIT=true (60/minute).
+  It trusts X-Forwarded-For from 127.0.0.1, so each phase is a remote client IP of its own: the
+  naive client sends the header itself, the worker's gateway through
+  PROOFRECON_MINT_REQUEST_HEADERS. What the mint refused is read from its own access log.
+
+The same offered load, `--rate` melts/s of 3 real proofs each for `--duration` s, goes to
+
+- naive: each melt posts its own checkstate to the mint, as fast as the wallet sends them;
+- pipeline: melts go through Kafka to a worker whose gateway is allow-listed for that mint, with
+  the default pacing (the elastic limiter model, 40 requests/min, burst 5), the proofs recorded
+  in its ledger first.
 
 A melt counts when it is answered with the mint's truth: the naive one with the states, the
-pipeline's with a verdict that is not BLOCKED for MINT_UNAVAILABLE/DEADLINE_EXCEEDED. Each phase
-has a fresh proxy. Under the design limiter the naive approach gets 60 answers and then nothing
+pipeline's with a verdict that is not BLOCKED for MINT_UNAVAILABLE/DEADLINE_EXCEEDED, within 20 s
+(ANSWER_TIMEOUT_S; a later answer counts as none). Each phase has a fresh limiter (a new proxy,
+or a new client IP). Under every limiter the naive approach gets 60 answers and then nothing
 (every request restarts the block), so the ratio's ceiling is rate x duration / 60: 75x at the
-default 50/s for 90 s. Quick mode (20 s) cannot reach 50x even when every melt is answered, so
-its main row is informational; the 429 and answered-share rows still count.
+default 50/s for 90 s. Under an elastic limiter the pipeline gets one session of 54 requests
+(60 less the margin) and then must stay quiet a minute, so past ~80 s of a phase it blocks melts
+(MINT_UNAVAILABLE) by design rather than be locked out. Quick mode (20 s) cannot reach 50x even
+when every melt is answered, so its main row is informational; the 429 and answered-share rows
+still count. `--limiter` is design (the default), elastic or nutshell.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -59,16 +76,100 @@ from bench.common import (
     tokens_of,
     write_json,
 )
-from bench.support.ratelimit_proxy import LimiterMode, RateLimitProxy
+from bench.support.ratelimit_proxy import RateLimitProxy
 from streams.client import PreflightClient
 from streams.errors import PreflightTimeout
 from streams.models import PreflightResult, parse_melt_request
+from streams.settings import Settings
+from tests.support.mint_server import MintServer
 
 TARGET_RATIO = 50.0
 PROOFS_PER_MELT = 3
 OWNERS = 20
 # Verdicts that carry no mint truth: the pipeline could not (or did not in time) ask the mint.
 NO_TRUTH_CODES = frozenset({"MINT_UNAVAILABLE", "DEADLINE_EXCEEDED"})
+# A melt not answered within this counts as unanswered (a wallet gives up long before).
+ANSWER_TIMEOUT_S = 20.0
+
+Limiter = Literal["design", "elastic", "nutshell"]
+NUTSHELL_ENV = {"MINT_RATE_LIMIT": "true", "MINT_GLOBAL_RATE_LIMIT_PER_MINUTE": "60"}
+# Each phase is a client of its own to the rate-limited Nutshell (documentation addresses).
+CLIENT_IPS = {"naive": "198.51.100.10", "pipeline": "198.51.100.11"}
+# Nutshell's (uvicorn's) access log: `<time> | INFO | <client>:<port> - "POST /path HTTP/1.1" 200`.
+_ACCESS = re.compile(
+    r"^(?P<at>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) \| \w+ \| (?P<client>[^\s:]+):\d+ - "
+    r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3})'
+)
+
+
+class Target(Protocol):
+    """A rate-limited mint as one client sees it: where to send, what to send along, and what
+    the limiter counted."""
+
+    url: str
+    headers: dict[str, str]
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class ProxyTarget:
+    def __init__(self, proxy: RateLimitProxy) -> None:
+        self.proxy = proxy
+        self.url = proxy.url
+        self.headers: dict[str, str] = {}
+
+    def stats(self) -> dict[str, Any]:
+        return {"seen_by": f"proxy ({self.proxy.mode})", **self.proxy.stats.to_json()}
+
+
+class NutshellTarget:
+    """A real Nutshell with its limiter on, as client `client_ip` (X-Forwarded-For)."""
+
+    def __init__(self, mint: MintServer, client_ip: str) -> None:
+        self.mint = mint
+        self.client_ip = client_ip
+        self.url = mint.url
+        self.headers = {"X-Forwarded-For": client_ip}
+        self._started = datetime.now()  # the mint logs local wall-clock time
+
+    def stats(self) -> dict[str, Any]:
+        """What the mint's access log says it answered this client."""
+        by_path: Counter[str] = Counter()
+        statuses: Counter[int] = Counter()
+        first_429: float | None = None
+        for line in self.mint.log_path.read_text(errors="replace").splitlines():
+            match = _ACCESS.match(line)
+            if match is None or match["client"] != self.client_ip:
+                continue
+            by_path[match["path"]] += 1
+            status = int(match["status"])
+            statuses[status] += 1
+            if status == 429 and first_429 is None:
+                at = datetime.strptime(match["at"], "%Y-%m-%d %H:%M:%S.%f")
+                first_429 = round((at - self._started).total_seconds(), 3)
+        return {
+            "seen_by": f"mint access log ({self.client_ip})",
+            "requests": sum(statuses.values()),
+            "forwarded": sum(n for status, n in statuses.items() if status != 429),
+            "rate_limited": statuses[429],
+            "statuses": {str(k): v for k, v in sorted(statuses.items())},
+            "by_path": dict(by_path),
+            "first_429_s": first_429,
+        }
+
+
+@contextlib.asynccontextmanager
+async def limited_mint(
+    limiter: Limiter, phase: str, nutshell: MintServer | None
+) -> AsyncIterator[Target]:
+    """A fresh limiter for one phase: a new proxy, or a new client IP at the real mint."""
+    if limiter == "nutshell":
+        assert nutshell is not None
+        yield NutshellTarget(nutshell, CLIENT_IPS[phase])
+        await asyncio.sleep(0.5)  # let the mint's log catch up before anyone reads it
+        return
+    async with RateLimitProxy(STACK_MINT, mode=limiter) as proxy:
+        yield ProxyTarget(proxy)
 
 
 @dataclass
@@ -98,14 +199,31 @@ class Phase:
 
 
 async def naive_phase(
-    mode: LimiterMode, tokens: list[Token], rate: float, duration: float
+    limiter: Limiter,
+    nutshell: MintServer | None,
+    tokens: list[Token],
+    rate: float,
+    duration: float,
 ) -> Phase:
     phase = Phase("naive")
     limits = httpx.Limits(max_connections=500, max_keepalive_connections=100)
-    async with (
-        RateLimitProxy(STACK_MINT, mode=mode) as proxy,
-        httpx.AsyncClient(base_url=proxy.url, timeout=10, limits=limits) as http,
-    ):
+    async with limited_mint(limiter, "naive", nutshell) as target:
+        await _naive_load(phase, target, tokens, rate, duration, limits)
+    phase.proxy = target.stats()
+    return phase
+
+
+async def _naive_load(
+    phase: Phase,
+    target: Target,
+    tokens: list[Token],
+    rate: float,
+    duration: float,
+    limits: httpx.Limits,
+) -> None:
+    async with httpx.AsyncClient(
+        base_url=target.url, headers=target.headers, timeout=10, limits=limits
+    ) as http:
 
         async def fire(i: int) -> None:
             ys = [p.Y for p in tokens[i % len(tokens)][1]]
@@ -120,9 +238,7 @@ async def naive_phase(
                 phase.latencies_s.append(time.perf_counter() - started)
 
         load = await open_loop(rate, duration, fire)
-        phase.proxy = proxy.stats.to_json()
     phase.offered, phase.offered_rate, phase.max_lag_ms = load.sent, load.rate, load.max_lag_ms
-    return phase
 
 
 def _naive_outcome(response: httpx.Response, ys: list[str]) -> str:
@@ -135,31 +251,36 @@ def _naive_outcome(response: httpx.Response, ys: list[str]) -> str:
 
 
 async def pipeline_phase(
-    mode: LimiterMode, tokens: list[Token], rate: float, duration: float
+    limiter: Limiter,
+    nutshell: MintServer | None,
+    tokens: list[Token],
+    rate: float,
+    duration: float,
 ) -> Phase:
     phase = Phase("pipeline")
     run_id = new_run_id()
-    async with RateLimitProxy(STACK_MINT, mode=mode) as proxy:
+    async with limited_mint(limiter, "pipeline", nutshell) as target:
+        mint: dict[str, Any] = {"allowlist": [target.url]}
+        if target.headers:
+            mint["request_headers"] = {target.url: target.headers}
         with scratch_dir("ratelimited") as tmp:
-            settings = bench_settings(
-                run_id, tmp / "data", themes={"mint": {"allowlist": [proxy.url]}}
-            )
+            settings = bench_settings(run_id, tmp / "data", themes={"mint": mint})
             try:
                 async with running_worker(settings, "ratelimited") as worker:
                     say("ratelimited: recording the proofs in the ledger")
                     ledger = [(owner, "unspent", proofs) for owner, proofs in tokens]
-                    await record_tokens(settings, worker, ledger, proxy.url)
+                    await record_tokens(settings, worker, ledger, target.url)
                     say(f"ratelimited: pipeline, {rate}/s for {duration} s")
-                    await _send_melts(phase, settings, proxy.url, tokens, rate, duration)
+                    await _send_melts(phase, settings, target.url, tokens, rate, duration)
             finally:
                 await delete_run_topics(settings, run_id)
-        phase.proxy = proxy.stats.to_json()
+    phase.proxy = target.stats()
     return phase
 
 
 async def _send_melts(
     phase: Phase,
-    settings: Any,
+    settings: Settings,
     mint_url: str,
     tokens: list[Token],
     rate: float,
@@ -173,7 +294,7 @@ async def _send_melts(
             request = parse_melt_request(json.dumps(body).encode())
             started = time.perf_counter()
             try:
-                result = await client.preflight(request, timeout=20)
+                result = await client.preflight(request, timeout=ANSWER_TIMEOUT_S)
             except PreflightTimeout:
                 phase.outcomes["unanswered"] += 1
                 return
@@ -189,15 +310,26 @@ def _pipeline_outcome(result: PreflightResult) -> str:
     return "no_truth" if result.code in NO_TRUTH_CODES else "truth"
 
 
-async def measure(mode: LimiterMode, rate: float, duration: float) -> dict[str, Any]:
+async def measure(mode: Limiter, rate: float, duration: float) -> dict[str, Any]:
     await check_stack()
+    if mode != "nutshell":
+        return await _measure(mode, None, STACK_MINT, rate, duration)
+    with scratch_dir("ratelimited-mint") as tmp:
+        say("ratelimited: starting a Nutshell mint with its rate limiter on (60/minute)")
+        with MintServer(tmp / "mint", env=NUTSHELL_ENV) as nutshell:
+            return await _measure(mode, nutshell, nutshell.url, rate, duration)
+
+
+async def _measure(
+    mode: Limiter, nutshell: MintServer | None, mint_url: str, rate: float, duration: float
+) -> dict[str, Any]:
     needed = OWNERS * PROOFS_PER_MELT
-    say(f"ratelimited: minting {needed} real proofs at {STACK_MINT}")
-    scene = await asyncio.to_thread(real_scenario, STACK_MINT, unspent=needed)
+    say(f"ratelimited: minting {needed} real proofs at {mint_url}")
+    scene = await asyncio.to_thread(real_scenario, mint_url, unspent=needed)
     tokens = tokens_of(scene.unspent, PROOFS_PER_MELT)
     say(f"ratelimited: naive, {rate}/s for {duration} s ({mode} limiter)")
-    naive = await naive_phase(mode, tokens, rate, duration)
-    pipeline = await pipeline_phase(mode, tokens, rate, duration)
+    naive = await naive_phase(mode, nutshell, tokens, rate, duration)
+    pipeline = await pipeline_phase(mode, nutshell, tokens, rate, duration)
     return {
         "bench": "ratelimited",
         "run": uuid.uuid4().hex[:8],
@@ -230,7 +362,7 @@ def to_result(data: dict[str, Any], quick: bool) -> BenchResult:
         details={**data, "baseline_is": "one checkstate per melt, same load, fresh limiter"},
         more=[
             BenchResult(
-                "ratelimited", "429s seen at the proxy (pipeline)", limited, "", None, None,
+                "ratelimited", "429s seen at the limiter (pipeline)", limited, "", None, None,
                 "0", limited == 0,
             ),
             BenchResult(
@@ -254,7 +386,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=50.0, help="melts per second")
     parser.add_argument("--duration", type=float, default=90.0, help="seconds per phase")
-    parser.add_argument("--limiter", choices=["design", "elastic"], default="design")
+    parser.add_argument(
+        "--limiter",
+        choices=["design", "elastic", "nutshell"],
+        default="design",
+        help="a proxy playing DESIGN.md's or Nutshell's limiter, or a real rate-limited Nutshell",
+    )
     add_set_option(parser)
     args = parser.parse_args()
     set_overrides(args.set)

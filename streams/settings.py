@@ -189,11 +189,12 @@ class MintSettings(_Themed):
         60.0, gt=0, description="The mint limiter's window (seconds; Nutshell's is one minute)."
     )
     limiter_margin: float = Field(
-        0.2,
+        0.1,
         ge=0,
         lt=1,
-        description="Share of limiter_limit never used, for requests from our IP we do not see "
-        "(at least one request per window is always usable).",
+        description="Share of limiter_limit left to other clients behind our IP (Nutshell counts "
+        "per endpoint: only their checkstates matter; 0 if the IP is ours alone). At least one "
+        "request per window is always usable.",
     )
     limiter_slack_s: float = Field(
         1.0,

@@ -127,7 +127,7 @@ class LimiterSpec:
     model: LimiterModel = "elastic"
     limit: int = 60
     window_s: float = 60.0
-    margin: float = 0.2
+    margin: float = 0.1
     slack_s: float = 1.0
 
     @property
