@@ -15,6 +15,7 @@ KAFKA_DIR=$STATE/kafka
 MINT_DIR=$STATE/mint
 KAFKA_PORT=9092
 CONTROLLER_PORT=9093
+KAFKA_START_TIMEOUT=${KAFKA_START_TIMEOUT:-300}
 MINT_PORT=${PROOFRECON_STACK_MINT_PORT:-3338}
 KAFKA_HEAP=${PROOFRECON_STACK_KAFKA_HEAP:-"-Xms512m -Xmx1g"}
 # A fixed, test-only mint key: keysets stay the same across restarts of the local stack.
@@ -88,8 +89,11 @@ kafka_up() {
       kafka.Kafka "$KAFKA_DIR/server.properties" >"$KAFKA_DIR/kafka.log" 2>&1 </dev/null &
     echo $! >"$KAFKA_DIR/kafka.pid"
   fi
-  wait_for 90 "Kafka (metadata round trip)" kafka_ready \
-    || { tail -n 30 "$KAFKA_DIR/kafka.log" >&2; die "Kafka did not answer within 90 s"; }
+  # After an unclean stop the broker recovers every partition's log before it answers; with
+  # thousands of leftover partitions that took 100 s here, hence the generous default.
+  wait_for "$KAFKA_START_TIMEOUT" "Kafka (metadata round trip)" kafka_ready \
+    || { tail -n 30 "$KAFKA_DIR/kafka.log" >&2
+         die "Kafka did not answer within $KAFKA_START_TIMEOUT s (KAFKA_START_TIMEOUT; 'make stack-clean' drops old topics)"; }
 }
 
 kafka_down() { stop_pid "$KAFKA_DIR/kafka.pid" Kafka; }

@@ -27,6 +27,10 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 
 TOPIC_FIELDS = TopicSettings.topic_fields()
 
+# The run ids whose topics this session created; deleted when the session ends so that repeated
+# local runs do not pile up thousands of partitions (the broker then takes minutes to restart).
+_SESSION_RUN_IDS: set[str] = set()
+
 
 def _stack_hint(what: str) -> str:
     return f"{what} is not reachable; start the local stack with `make stack-up`"
@@ -62,6 +66,7 @@ def build_test_settings(run_id: str, data_dir: Path, **overrides: Any) -> Settin
     """Settings of their own for one test (or module): topics, consumer group, data dir, port."""
     from tests.support.mint_server import free_port
 
+    _SESSION_RUN_IDS.add(run_id)
     topics = {field: f"t{run_id}.{field.replace('_', '-')}" for field in TOPIC_FIELDS}
     topics.update(overrides.pop("topics", {}))
     kafka = {"bootstrap_servers": KAFKA, "app_id": f"proofrecon-test-{run_id}"}
@@ -78,6 +83,41 @@ def build_test_settings(run_id: str, data_dir: Path, **overrides: Any) -> Settin
         web=web,
         **overrides,
     )
+
+
+def _session_topic_prefixes() -> tuple[str, ...]:
+    return tuple(
+        prefix for run in _SESSION_RUN_IDS for prefix in (f"t{run}.", f"proofrecon-test-{run}")
+    )
+
+
+async def _delete_session_topics(prefixes: tuple[str, ...]) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        mine = [t for t in await admin.list_topics() if t.startswith(prefixes)]
+        for start in range(0, len(mine), 200):
+            await admin.delete_topics(mine[start : start + 200])
+        return len(mine)
+    finally:
+        await admin.close()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Delete the topics this session's tests created (a courtesy to the shared broker)."""
+    import asyncio
+
+    prefixes = _session_topic_prefixes()
+    if not prefixes or os.environ.get("PROOFRECON_TEST_KEEP_TOPICS"):
+        return
+    try:
+        deleted = asyncio.run(_delete_session_topics(prefixes))
+    except Exception as exc:  # never turn a passing run red over cleanup
+        print(f"\ncould not delete this session's test topics: {exc!r}")
+        return
+    print(f"\ndeleted {deleted} test topics created by this session")
 
 
 def clear_proofrecon_env(monkeypatch: pytest.MonkeyPatch) -> None:
