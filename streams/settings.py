@@ -336,9 +336,15 @@ class ClickHouseSettings(_Themed):
     database: str = Field("proofrecon", description="Database holding the analytics objects.")
     ttl_days: int = Field(400, ge=1, description="Days raw rows are kept.")
     # Each insert has a fixed cost of ~25-30 ms (planning, views, parts): fewer, fuller inserts
-    # are what lets one worker pass 100k rows/s; the time bound keeps small traffic prompt.
+    # are what lets one worker pass 100k rows/s. At small traffic the time bound sets the insert
+    # rate; embedded inserts (and the merges they cause) share the worker's cores, and at 1 s
+    # they cost the worker a third of a core at 50 melts/s and doubled preflight latency.
     batch_max_rows: int = Field(50_000, ge=1, description="Most rows per insert.")
-    batch_max_wait_s: float = Field(1.0, gt=0, description="Longest a row waits for its insert.")
+    batch_max_wait_s: float = Field(
+        5.0,
+        gt=0,
+        description="Longest a row waits for its insert: how far analytics may lag behind.",
+    )
     sink_enabled: bool = Field(True, description="Run the ClickHouse sink inside the worker.")
     hourly_ttl_days: int = Field(
         1825, ge=1, description="Days the hourly aggregates are kept (they are small)."

@@ -75,12 +75,16 @@ def build_test_settings(run_id: str, data_dir: Path, **overrides: Any) -> Settin
     mint.update(overrides.pop("mint", {}))
     web = {"port": free_port()}
     web.update(overrides.pop("web", {}))
+    # Tests wait for rows to reach ClickHouse: a shorter insert interval than production's.
+    clickhouse = {"batch_max_wait_s": 1.0}
+    clickhouse.update(overrides.pop("clickhouse", {}))
     return load_settings(
         data_dir=overrides.pop("data_dir", data_dir),
         topics=topics,
         kafka=kafka,
         mint=mint,
         web=web,
+        clickhouse=clickhouse,
         **overrides,
     )
 
