@@ -160,6 +160,9 @@ case "$cmd:$what" in
   down:kafka) kafka_down ;;
   down:mint) mint_down ;;
   status:*) status ;;
-  clean:*) mint_down; kafka_down; rm -rf "$KAFKA_DIR/data" "$MINT_DIR/data"; log "data removed" ;;
+  # The default data dir's table stores are a copy of this broker's changelogs: without the
+  # topics a worker would refuse them (ConsistencyError), so they go too. Analytics (chDB) stay.
+  clean:*) mint_down; kafka_down; rm -rf "$KAFKA_DIR/data" "$MINT_DIR/data" "$ROOT/.data/faust"
+           log "data removed" ;;
   *) die "usage: stack.sh up|down|status|clean [kafka|mint]" ;;
 esac

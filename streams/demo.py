@@ -9,6 +9,7 @@ and the alerts made of it (when those parts are present).
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -122,6 +123,30 @@ async def _wait_ledger(
                     await asyncio.sleep(0.05)
 
 
+# Faust refuses to start when a table store holds offsets its changelog topic no longer has.
+STALE_TABLES = "ConsistencyError"
+
+
+def _start_worker(worker: WorkerProcess) -> None:
+    """Start the demo's worker; rebuild its table stores once if Kafka's data was removed.
+
+    The stores under <data_dir>/faust are a local copy of the changelog topics. After the local
+    stack's data is wiped (`make stack-clean`, topics deleted by hand) they are ahead of Kafka and
+    the worker stops with ConsistencyError. For the demo the topics are the truth: drop the copy
+    and let the worker restore from them. A production worker keeps failing loudly instead.
+    """
+    try:
+        worker.start()
+        return
+    except AssertionError:
+        if STALE_TABLES not in worker.log_text():
+            raise
+    stores = worker.settings.data_dir / "faust"
+    print(f"worker: its table stores ({stores}) are ahead of Kafka; rebuilding them ...")
+    shutil.rmtree(stores, ignore_errors=True)
+    worker.start()
+
+
 async def _scenario(settings: Settings, workdir: Path) -> DemoRun:
     mint_url = settings.mint.allowlist[0]
     print(f"\nwallet: minting real proofs at {mint_url} and spending some behind its back ...")
@@ -134,7 +159,7 @@ async def _scenario(settings: Settings, workdir: Path) -> DemoRun:
     npubs, tokens, melts = _plan(scene, mint_url)
     worker = WorkerProcess(settings, workdir / "worker.log")
     print(f"worker: starting (web API on {worker.url}) ...")
-    await asyncio.to_thread(worker.start)
+    await asyncio.to_thread(_start_worker, worker)
     async with TokenStatusPublisher(settings) as publisher:
         for token in tokens:
             await publisher.publish(token)
