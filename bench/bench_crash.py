@@ -17,9 +17,9 @@ on. A reader consumes the answers topic from its start. Reported:
   consumed more than 1 s after the kill (a killed process's last answers land within
   milliseconds; a new one needs seconds just to import); caught_up_s (the recovery time):
   kill -> every request sent up to the first new answer is answered;
-- ClickHouse duplicates, when a sink exists (bench/support/clickhouse_check.py): inside the worker,
-  or `proofrecon sink` beside it, killed with it; raw rows minus distinct ids per table, and the
-  hourly view's count against its raw rows. Without a sink the row says INFO, not covered.
+- ClickHouse duplicates (bench/support/clickhouse_check.py), with the sink inside the worker or,
+  with `--set clickhouse.sink_enabled=false`, `proofrecon sink` beside it, killed with it: raw
+  rows minus distinct ids per table, and the hourly view's count against its raw rows.
 
 The baseline is the steady state before the kill: its p99 answer latency is shown beside the
 recovery time.
@@ -55,6 +55,7 @@ from bench.common import (
     proof_ref,
     real_scenario,
     record_tokens,
+    recorded,
     say,
     scratch_dir,
     set_overrides,
@@ -62,10 +63,11 @@ from bench.common import (
     tokens_of,
     write_json,
 )
-from bench.support.clickhouse_check import SinkMode, SinkProcess, duplicate_rows, sink_mode
+from bench.support.clickhouse_check import SinkMode, duplicate_rows, sink_mode, standalone_sink
 from streams.settings import Settings
 from streams.topics import client_kwargs
 from tests.support.mint_server import free_port
+from tests.support.worker import SinkProcess
 
 PROOFS_PER_MELT = 3
 OWNERS = 10
@@ -145,12 +147,12 @@ async def send_melts(
 class Deployment:
     """The worker, and the standalone ClickHouse sink when that is how the sink runs."""
 
-    def __init__(self, settings: Settings, sink: SinkMode | None) -> None:
+    def __init__(self, settings: Settings, sink: SinkMode) -> None:
         self.worker = BenchWorker(settings, "crash")
         self.sink: SinkProcess | None = None
         if sink == "standalone":
             log = LOGS / f"crash-sink-{settings.kafka.app_id}.log"
-            self.sink = SinkProcess(settings, log, free_port())
+            self.sink = standalone_sink(settings, log, free_port())
 
     def start(self) -> None:
         # Side by side, as two services would restart: the worker's recovery must not include
@@ -159,7 +161,7 @@ class Deployment:
             self.sink.launch()
         self.worker.start(180.0)
         if self.sink is not None:
-            self.sink.wait_ready()
+            self.sink.wait_ready(120.0)
 
     def kill(self) -> None:
         # The whole deployment dies at once, as when a machine is lost.
@@ -222,10 +224,10 @@ async def measure(rate: float, duration: float, kill_at: float) -> dict[str, Any
     tokens += tokens_of(scene.spent_elsewhere, PROOFS_PER_MELT)
     with scratch_dir("crash") as tmp:
         settings = bench_settings(run_id, tmp / "data", themes={"mint": LIFTED_PACING})
-        sink = sink_mode()
+        sink = sink_mode(settings)
         try:
             data = await _run_with_kill(Deployment(settings, sink), tokens, rate, duration, kill_at)
-            data["clickhouse"] = await _clickhouse(settings) if sink else None
+            data["clickhouse"] = await _clickhouse(settings)
         finally:
             await delete_run_topics(settings, run_id)
     data.update(
@@ -287,7 +289,7 @@ async def _run_with_kill(
 def to_result(data: dict[str, Any]) -> BenchResult:
     unanswered = float(data["unanswered"])
     steady_p99 = data["before_kill_latency"]["p99_ms"] / 1000
-    ch = data.get("clickhouse") or {"duplicates": None, "why": "no ClickHouse sink to check"}
+    ch = data["clickhouse"]
     dupes = ch["duplicates"]
     ch_row = BenchResult(
         "crash",
@@ -328,10 +330,7 @@ def to_result(data: dict[str, Any]) -> BenchResult:
 async def run(quick: bool) -> BenchResult:
     data = await measure(50.0, 25.0 if quick else 60.0, 8.0 if quick else 20.0)
     data["quick"] = quick
-    out = write_json("bench_crash", data)
-    result = to_result(data)
-    result.details["json"] = str(out)
-    return result
+    return recorded("crash", data, to_result)
 
 
 def main() -> int:

@@ -49,6 +49,7 @@ from bench.common import (
     npub,
     produce_all,
     ratio,
+    recorded,
     say,
     scratch_dir,
     set_overrides,
@@ -236,10 +237,7 @@ def to_result(data: dict[str, Any]) -> BenchResult:
 async def run(quick: bool) -> BenchResult:
     data = await measure(50_000 if quick else 200_000, 5)
     data["quick"] = quick
-    out = write_json("bench_ingest", data)
-    result = to_result(data)
-    result.details["json"] = str(out)
-    return result
+    return recorded("ingest", data, to_result)
 
 
 def main() -> int:

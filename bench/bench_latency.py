@@ -56,6 +56,7 @@ from bench.common import (
     ratio,
     real_scenario,
     record_tokens,
+    recorded,
     running_worker,
     say,
     scratch_dir,
@@ -188,7 +189,7 @@ async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
                 await record_tokens(settings, worker, ledger, STACK_MINT)
                 await echo.start()
                 await _phases(settings, echo, tokens, rate, duration, pipeline, baseline)
-                mint = await mint_usage(worker)
+                mint_used = await mint_usage(worker)
         finally:
             echo.stop()
             await delete_run_topics(settings, run_id)
@@ -200,7 +201,7 @@ async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
         "params": {"rate": rate, "duration_s": duration, "pacing": pacing, "warmup_s": WARMUP_S},
         "pipeline": p,
         "kafka_echo": b,
-        "mint_requests": mint,
+        "mint_requests": mint_used,
         "ratio_p50": ratio(p["latency"]["p50_ms"], b["latency"]["p50_ms"]),
         "ratio_p99": ratio(p["latency"]["p99_ms"], b["latency"]["p99_ms"]),
     }
@@ -268,10 +269,7 @@ def to_result(data: dict[str, Any]) -> BenchResult:
 async def run(quick: bool) -> BenchResult:
     data = await measure(50.0, 10.0 if quick else 30.0, "lifted")
     data["quick"] = quick
-    out = write_json("bench_latency", data)
-    result = to_result(data)
-    result.details["json"] = str(out)
-    return result
+    return recorded("latency", data, to_result)
 
 
 def main() -> int:

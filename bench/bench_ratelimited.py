@@ -68,6 +68,7 @@ from bench.common import (
     ratio,
     real_scenario,
     record_tokens,
+    recorded,
     running_worker,
     say,
     scratch_dir,
@@ -376,10 +377,7 @@ def to_result(data: dict[str, Any], quick: bool) -> BenchResult:
 async def run(quick: bool) -> BenchResult:
     data = await measure("design", 50.0, 20.0 if quick else 90.0)
     data["quick"] = quick
-    out = write_json("bench_ratelimited", data)
-    result = to_result(data, quick)
-    result.details["json"] = str(out)
-    return result
+    return recorded("ratelimited", data, lambda d: to_result(d, quick))
 
 
 def main() -> int:

@@ -25,15 +25,16 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.settings import Settings, TopicSettings, load_settings, to_env
-from streams.topics import client_kwargs
+from streams.client import token_status_event
+from streams.settings import Settings, TopicSettings, load_settings
+from streams.topics import client_kwargs, delete_topics
 from tests.support.mint_server import free_port
 from tests.support.wallet import CashuWallet, Scenario, WalletProof
 from tests.support.worker import WorkerProcess
@@ -136,6 +137,16 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     out = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(payload, indent=2, default=str))
     return out
+
+
+def recorded(
+    name: str, data: dict[str, Any], result_of: Callable[[dict[str, Any]], BenchResult]
+) -> BenchResult:
+    """Write one run's data to bench/results/ and return its result, which points at the file."""
+    out = write_json(f"bench_{name}", data)
+    result = result_of(data)
+    result.details["json"] = str(out)
+    return result
 
 
 def fmt_number(value: float | None) -> str:
@@ -293,16 +304,10 @@ async def create_topics(settings: Settings, names: Sequence[str], partitions: in
 async def delete_run_topics(settings: Settings, run_id: str) -> None:
     """Delete this run's topics and Faust's internal ones (named after the run's app id)."""
     prefixes = (topic_prefix(run_id), settings.kafka.app_id)
-    admin = AIOKafkaAdminClient(**client_kwargs(settings.kafka), request_timeout_ms=15_000)
     try:
-        await admin.start()
-        mine = [t for t in await admin.list_topics() if t.startswith(prefixes)]
-        if mine:
-            await admin.delete_topics(mine)
+        await delete_topics(settings.kafka, lambda name: name.startswith(prefixes))
     except Exception as exc:  # cleanup is a courtesy to the shared broker, never a failure
         say(f"could not delete the run's topics: {exc}")
-    finally:
-        await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -390,28 +395,28 @@ class BenchWorker(WorkerProcess):
         self.name = name
         self.starts = 0
 
-    def start(self, timeout: float = 120.0) -> WorkerProcess:
-        profile_dir = os.environ.get(PROFILE_ENV)
-        if not profile_dir:
+    def argv(self) -> list[str]:
+        if os.environ.get(PROFILE_ENV) and not os.environ.get(PYSPY_ENV):
+            profile = ["-m", "cProfile", "-o", f"{self._profile_out()}.prof"]
+            return [sys.executable, *profile, "-m", "streams.cli", self.command]
+        return super().argv()
+
+    def _profile_out(self) -> Path:
+        return Path(os.environ[PROFILE_ENV]) / f"{self.name}-{self.starts}"
+
+    def start(self, timeout: float = 120.0) -> Self:
+        if not os.environ.get(PROFILE_ENV):
             return super().start(timeout)
         self.starts += 1
-        out = Path(profile_dir) / f"{self.name}-{self.starts}"
+        out = self._profile_out()
         out.parent.mkdir(parents=True, exist_ok=True)
+        super().start(timeout)
         py_spy = os.environ.get(PYSPY_ENV)
         if py_spy:
-            super().start(timeout)
             assert self.proc is not None
             record = [py_spy, "record", "--pid", str(self.proc.pid), "--rate", "100"]
             record += ["--format", "raw", "--nonblocking", "-o", f"{out}.txt"]
             subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        else:
-            cmd = [sys.executable, "-m", "cProfile", "-o", f"{out}.prof", "-m", "streams.cli"]
-            env = {**os.environ, **to_env(self.settings), **self.extra_env}
-            with self.log_path.open("ab") as log:
-                self.proc = subprocess.Popen(
-                    [*cmd, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-                )
-            self.wait_ready(timeout)
         say(f"worker profiled into {out}.*")
         return self
 
@@ -492,17 +497,9 @@ def token_event(
     version: int = 1,
 ) -> bytes:
     """A `wallet.token-status` event as a wallet's outbox relay would publish it."""
-    event = {
-        "event_id": uuid.uuid4().hex,
-        "npub": owner,
-        "token_id": token_id,
-        "mint_url": mint_url,
-        "status": status,
-        "version": version,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "transaction_type": "receive",
-        "proofs": proofs,
-    }
+    event = token_status_event(
+        owner, token_id, mint_url, status, proofs, version=version, transaction_type="receive"
+    )
     return json.dumps(event).encode()
 
 

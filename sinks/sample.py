@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from streams.cashu import y_from_secret
+from streams.classify import NOT_IN_DB, TABLE
 from streams.domain import (
     Action,
     BlockCode,
@@ -31,46 +32,12 @@ from streams.models import (
     SeverityCounts,
 )
 
-# type -> (severity, db status, mint state, action): the classification table's defaults.
+# type -> (severity, db status, mint state, action), read off the classification table itself.
 CLASSES: dict[DiscrepancyType, tuple[Severity, DbStatus | None, MintState, Action]] = {
-    DiscrepancyType.DB_UNSPENT_MINT_SPENT: (
-        Severity.HIGH,
-        DbStatus.UNSPENT,
-        MintState.SPENT,
-        Action.MARK_SPENT,
-    ),
-    DiscrepancyType.DB_SPENT_MINT_UNSPENT: (
-        Severity.MEDIUM,
-        DbStatus.SPENT,
-        MintState.UNSPENT,
-        Action.INVESTIGATE,
-    ),
-    DiscrepancyType.DB_PENDING_MINT_SPENT: (
-        Severity.MEDIUM,
-        DbStatus.PENDING,
-        MintState.SPENT,
-        Action.MARK_SPENT,
-    ),
-    DiscrepancyType.PROOF_NOT_IN_DB: (Severity.LOW, None, MintState.SPENT, Action.AUDIT),
-    DiscrepancyType.DB_UNSPENT_MINT_PENDING: (
-        Severity.LOW,
-        DbStatus.UNSPENT,
-        MintState.PENDING,
-        Action.MONITOR,
-    ),
-    DiscrepancyType.DB_PENDING_MINT_UNSPENT: (
-        Severity.LOW,
-        DbStatus.PENDING,
-        MintState.UNSPENT,
-        Action.MONITOR,
-    ),
-    DiscrepancyType.DB_SPENT_MINT_PENDING: (
-        Severity.LOW,
-        DbStatus.SPENT,
-        MintState.PENDING,
-        Action.MONITOR,
-    ),
+    found.type: (found.severity, db_status, state, found.action)
+    for (db_status, state), found in TABLE.items()
 }
+CLASSES[NOT_IN_DB.type] = (NOT_IN_DB.severity, None, MintState.SPENT, NOT_IN_DB.action)
 
 
 @dataclass

@@ -45,7 +45,7 @@ class Classification:
 
 _D = DiscrepancyType
 NOT_IN_DB = Classification(_D.PROOF_NOT_IN_DB, Severity.LOW, Action.AUDIT)
-_TABLE: Mapping[tuple[DbStatus, MintState], Classification] = {
+TABLE: Mapping[tuple[DbStatus, MintState], Classification] = {
     (DbStatus.UNSPENT, MintState.SPENT): Classification(
         _D.DB_UNSPENT_MINT_SPENT, Severity.HIGH, Action.MARK_SPENT
     ),
@@ -71,7 +71,7 @@ def classify(db_status: DbStatus | None, mint_state: MintState) -> Classificatio
     """The table: None when both sides agree; `db_status=None` means the proof is not in the DB."""
     if db_status is None:
         return NOT_IN_DB
-    return _TABLE.get((db_status, mint_state))  # the three absent pairs are the consistent ones
+    return TABLE.get((db_status, mint_state))  # the three absent pairs are the consistent ones
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -121,6 +124,31 @@ class PreflightClient:
             future.set_result(result)
 
 
+def token_status_event(
+    npub: str,
+    token_id: str,
+    mint_url: str,
+    status: str,
+    proofs: Sequence[Mapping[str, Any]],
+    *,
+    version: int = 1,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A `wallet.token-status` event as a wallet's outbox relay writes it, with a fresh event_id.
+    Proofs as the wallet DB holds them: `{secret | Y, amount, keyset_id}`."""
+    return {
+        "event_id": uuid.uuid4().hex,
+        "npub": npub,
+        "token_id": token_id,
+        "mint_url": mint_url,
+        "status": status,
+        "version": version,
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "proofs": list(proofs),
+        **extra,
+    }
+
+
 class TokenStatusPublisher:
     """Publishes the wallet DB's token-status changes (an outbox relay would use this)."""
 
@@ -142,8 +170,6 @@ class TokenStatusPublisher:
         if isinstance(event, TokenStatusEvent):
             key, value = event.npub, to_json_bytes(event)
         else:
-            import json
-
             key, value = str(event["npub"]), json.dumps(event).encode()
         await self._producer.send_and_wait(
             self._settings.topics.token_status, key=key.encode(), value=value

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from streams.client import PreflightClient, TokenStatusPublisher
+from streams.client import PreflightClient, TokenStatusPublisher, token_status_event
 from streams.devwallet import CashuWallet, Scenario, WalletProof
 from streams.devworker import WorkerProcess, read_topic
 from streams.models import MeltRequest, PreflightResult
@@ -50,19 +50,9 @@ async def _stack_report(settings: Settings) -> list[str]:
 
 
 def _token(owner: str, mint_url: str, proofs: list[WalletProof], status: str) -> dict[str, Any]:
-    return {
-        "event_id": uuid.uuid4().hex,
-        "npub": owner,
-        "token_id": f"tok-{uuid.uuid4().hex[:8]}",
-        "mint_url": mint_url,
-        "status": status,
-        "version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        # The wallet DB holds secrets; the edge turns them into Ys and drops them.
-        "proofs": [
-            {"secret": p.secret, "amount": p.amount, "keyset_id": p.keyset_id} for p in proofs
-        ],
-    }
+    # The wallet DB holds secrets; the edge turns them into Ys and drops them.
+    refs = [{"secret": p.secret, "amount": p.amount, "keyset_id": p.keyset_id} for p in proofs]
+    return token_status_event(owner, f"tok-{uuid.uuid4().hex[:8]}", mint_url, status, refs)
 
 
 def _melt(owner: str, mint_url: str, proofs: list[WalletProof]) -> MeltRequest:

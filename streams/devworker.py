@@ -1,4 +1,5 @@
-"""Run `proofrecon worker` as a subprocess and read what it emits (the demo and the tests)."""
+"""Run `proofrecon worker` or `proofrecon sink` as a subprocess and read what it emits (the demo,
+the tests and the benchmarks)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from aiokafka import AIOKafkaConsumer
@@ -23,8 +24,19 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "streams.cli"]
 
 
-class WorkerProcess:
-    """A worker with `settings`; its JSON log lines are kept in `log_path`."""
+def process_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a `proofrecon` child with exactly `settings`: inherited PROOFRECON_
+    variables are dropped (to_env leaves unset fields out, so one would leak through)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PROOFRECON_")}
+    return {**base, **to_env(settings), **(extra or {})}
+
+
+class ServiceProcess:
+    """`proofrecon <command>` with `settings`, ready once `ready_path` answers 200 on its web port;
+    its JSON log lines are kept in `log_path`."""
+
+    command = "worker"
+    ready_path = "/readyz"
 
     def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None):
         self.settings = settings
@@ -36,48 +48,59 @@ class WorkerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.settings.web.port}"
 
-    def start(self, timeout: float = 90.0) -> WorkerProcess:
-        env = {**os.environ, **to_env(self.settings), **self.extra_env}
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - our own CLI, arguments built here
-            [*CLI, "worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
-        )
+    def argv(self) -> list[str]:
+        return [*CLI, self.command]
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (several can start side by side)."""
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own CLI, arguments built here
+                self.argv(),
+                env=process_env(self.settings, self.extra_env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+            )
+
+    def start(self, timeout: float = 90.0) -> Self:
+        self.launch()
         self.wait_ready(timeout)
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.proc is not None
             if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.tail()}")
+                raise AssertionError(
+                    f"{self.command} exited ({self.proc.returncode}):\n{self.tail()}"
+                )
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
-        raise AssertionError(f"worker not ready within {timeout} s:\n{self.tail()}")
+            time.sleep(0.25)
+        raise AssertionError(f"{self.command} not ready within {timeout} s:\n{self.tail()}")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
         try:
-            self.proc.wait(timeout)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait(10)
+            return self.proc.wait(10)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
 
     def log_entries(self) -> list[dict[str, Any]]:
         entries = []
@@ -87,6 +110,20 @@ class WorkerProcess:
             except ValueError:
                 continue
         return entries
+
+
+class WorkerProcess(ServiceProcess):
+    """`proofrecon worker`: ready when its tables are recovered and Kafka answers."""
+
+
+class SinkProcess(ServiceProcess):
+    """`proofrecon sink` alone: ready when its web API answers."""
+
+    command = "sink"
+    ready_path = "/v1/analytics/ping"
+
+    def status(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.url}/v1/sink/status", timeout=10).json())
 
 
 async def read_topic(

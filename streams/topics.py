@@ -8,6 +8,7 @@ events, melt requests and table rows live on one partition number and therefore 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,9 +89,26 @@ def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
 
 
 async def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(**client_kwargs(settings.kafka), request_timeout_ms=15_000)
+    return await _admin_for(settings.kafka)
+
+
+async def _admin_for(kafka: KafkaSettings) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka), request_timeout_ms=15_000)
     await admin.start()
     return admin
+
+
+async def delete_topics(kafka: KafkaSettings, wanted: Callable[[str], bool]) -> list[str]:
+    """Delete every topic whose name `wanted` accepts (tests and benchmarks clean up with this);
+    returns their names. Deletion completes in the background on the broker."""
+    admin = await _admin_for(kafka)
+    try:
+        names = [t for t in await admin.list_topics() if wanted(t)]
+        for start in range(0, len(names), 200):  # a bounded request per batch
+            await admin.delete_topics(names[start : start + 200])
+        return names
+    finally:
+        await admin.close()
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.settings import Settings, TopicSettings, load_settings
+from streams.settings import KafkaSettings, Settings, TopicSettings, load_settings
+from streams.topics import delete_topics
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.pipeline"]
 
@@ -95,20 +96,6 @@ def _session_topic_prefixes() -> tuple[str, ...]:
     )
 
 
-async def _delete_session_topics(prefixes: tuple[str, ...]) -> int:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=KAFKA, request_timeout_ms=30_000)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics() if t.startswith(prefixes)]
-        for start in range(0, len(mine), 200):
-            await admin.delete_topics(mine[start : start + 200])
-        return len(mine)
-    finally:
-        await admin.close()
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Delete the topics this session's tests created (a courtesy to the shared broker)."""
     import asyncio
@@ -116,12 +103,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     prefixes = _session_topic_prefixes()
     if not prefixes or os.environ.get("PROOFRECON_TEST_KEEP_TOPICS"):
         return
+    kafka = KafkaSettings(bootstrap_servers=KAFKA)
     try:
-        deleted = asyncio.run(_delete_session_topics(prefixes))
+        deleted = asyncio.run(delete_topics(kafka, lambda name: name.startswith(prefixes)))
     except Exception as exc:  # never turn a passing run red over cleanup
         print(f"\ncould not delete this session's test topics: {exc!r}")
         return
-    print(f"\ndeleted {deleted} test topics created by this session")
+    print(f"\ndeleted {len(deleted)} test topics created by this session")
 
 
 def clear_proofrecon_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,6 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,9 +18,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.cashu import y_from_secret
-from streams.client import TokenStatusPublisher
+from streams.client import TokenStatusPublisher, token_status_event
 from streams.demo import STALE_TABLES, _start_worker
 from streams.settings import Settings
+from streams.topics import delete_topics
 from tests.support.worker import WorkerProcess
 
 NPUB = "npub1demorecovery"
@@ -29,16 +29,9 @@ NPUB = "npub1demorecovery"
 
 async def _record_token(settings: Settings, worker: WorkerProcess) -> str:
     secret = secrets.token_hex(32)
-    event = {
-        "event_id": uuid.uuid4().hex,
-        "npub": NPUB,
-        "token_id": f"tok-{uuid.uuid4().hex[:8]}",
-        "mint_url": settings.mint.allowlist[0],
-        "status": "unspent",
-        "version": 1,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "proofs": [{"secret": secret, "amount": 8, "keyset_id": "00ad268c4d1f5826"}],
-    }
+    proof = {"secret": secret, "amount": 8, "keyset_id": "00ad268c4d1f5826"}
+    token_id = f"tok-{uuid.uuid4().hex[:8]}"
+    event = token_status_event(NPUB, token_id, settings.mint.allowlist[0], "unspent", [proof])
     async with TokenStatusPublisher(settings) as publisher:
         await publisher.publish(event)
     y = y_from_secret(secret)
@@ -57,22 +50,20 @@ async def _ledger_has(worker: WorkerProcess, y: str) -> None:
 
 
 async def _delete_changelogs(settings: Settings) -> int:
+    app_id = settings.kafka.app_id
+    mine = await delete_topics(
+        settings.kafka, lambda name: name.startswith(app_id) and name.endswith("-changelog")
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
-        mine = [
-            t
-            for t in await admin.list_topics()
-            if t.startswith(settings.kafka.app_id) and t.endswith("-changelog")
-        ]
-        await admin.delete_topics(mine)
-        for _ in range(100):  # deletion is asynchronous
+        for _ in range(100):  # deletion completes in the background
             if not set(mine) & set(await admin.list_topics()):
                 return len(mine)
             await asyncio.sleep(0.2)
-        raise AssertionError(f"changelog topics still listed: {mine}")
     finally:
         await admin.close()
+    raise AssertionError(f"changelog topics still listed: {mine}")
 
 
 async def test_demo_worker_rebuilds_stale_table_stores(

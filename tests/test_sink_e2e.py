@@ -27,6 +27,7 @@ from streams.models import to_json_dict
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from tests.conftest import build_test_settings
+from tests.support.worker import process_env
 from tests.test_sink_support import (
     CLI,
     REPO,
@@ -38,7 +39,6 @@ from tests.test_sink_support import (
     hourly_by_key,
     produce,
     sample_messages,
-    sink_env,
     table_counts,
     topic_of,
     wait_for,
@@ -62,7 +62,7 @@ class World:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(CLI), *args],
-            env=sink_env(self.settings),
+            env=process_env(self.settings),
             cwd=REPO,
             capture_output=True,
             text=True,

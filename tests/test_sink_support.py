@@ -1,12 +1,9 @@
-"""Helpers for the sink's end-to-end tests (no tests here): a `proofrecon sink` subprocess,
+"""Helpers for the sink's end-to-end tests (no tests here): `proofrecon sink` subprocesses,
 producing sample events, Kafka offsets, and reading the embedded chDB once the sink is gone."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -14,80 +11,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 
 from sinks.sample import SampleSet
 from streams.models import to_json_bytes
-from streams.settings import Settings, to_env
+from streams.settings import Settings
+from tests.support.worker import SinkProcess
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / ".venv" / "bin" / "proofrecon"
 SINK_TOPICS = ("discrepancies", "preflight_results", "corrections", "proof_checks")
-
-
-def sink_env(settings: Settings, extra: dict[str, str] | None = None) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PROOFRECON_")}
-    return {**base, **to_env(settings), **(extra or {})}
-
-
-class SinkProcess:
-    """`proofrecon sink` with `settings`; its log lines go to `log_path`."""
-
-    def __init__(self, settings: Settings, log_path: Path, extra_env: dict[str, str] | None = None):
-        self.settings = settings
-        self.log_path = log_path
-        self.extra_env = extra_env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.web.port}"
-
-    def start(self, timeout: float = 60.0) -> SinkProcess:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(CLI), "sink"],
-            env=sink_env(self.settings, self.extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"sink exited ({self.proc.returncode}):\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/v1/analytics/ping", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"sink not serving within {timeout} s:\n{self.tail()}")
-
-    def status(self) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/v1/sink/status", timeout=10).json())
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_text().splitlines()[-lines:])
 
 
 @pytest.fixture

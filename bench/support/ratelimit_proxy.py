@@ -21,16 +21,16 @@ and no Retry-After. Two limiters:
 from __future__ import annotations
 
 import math
-import socket
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 import aiohttp
 from aiohttp import web
+
+from tests.support.local_http import LocalServer
 
 LimiterMode = Literal["design", "elastic"]
 Clock = Callable[[], float]
@@ -101,7 +101,7 @@ class ProxyStats:
         }
 
 
-class RateLimitProxy:
+class RateLimitProxy(LocalServer):
     def __init__(
         self,
         upstream: str,
@@ -111,16 +111,15 @@ class RateLimitProxy:
         window_s: float = 60.0,
         clock: Clock = time.monotonic,
     ) -> None:
+        super().__init__()
         self.upstream = upstream.rstrip("/")
         self.mode = mode
         self.limit = limit
         self.window_s = window_s
         self.stats = ProxyStats()
-        self.url = ""
         self._clock = clock
         self._started = clock()
         self._limiters: dict[str, Limiter] = {}
-        self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def _limiter(self, client: str) -> Limiter:
@@ -129,37 +128,20 @@ class RateLimitProxy:
             self._limiters[client] = cls(self.limit, self.window_s)
         return self._limiters[client]
 
-    async def start(self) -> RateLimitProxy:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    async def start(self) -> Self:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        await super().start()
         self._started = self._clock()
         return self
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await super().stop()
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    async def __aenter__(self) -> RateLimitProxy:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.stats.requests += 1

@@ -7,11 +7,12 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import faust
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
+from pydantic import BaseModel, ValidationError
 
 from streams.app import Runtime
 from streams.domain import ErrorKind, Lifecycle, Severity
@@ -32,6 +33,7 @@ logger = logging.getLogger("proofrecon.emit")
 # Our topics carry raw bytes; we decode them ourselves (see streams.app._raw_topic).
 RawEvent: TypeAlias = EventT[Any]
 RawStream: TypeAlias = StreamT[Any]
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def raw_value(event: RawEvent) -> bytes:
@@ -148,6 +150,16 @@ class Emitter:
         topic = self._rt.topic(reply_to or self._rt.settings.topics.preflight_results)
         await topic.send(key=result.request_id.encode(), value=to_json_bytes(result))
         self._m.verdicts.labels(result.verdict.value, result.code or "").inc()
+
+    async def decode(self, event: RawEvent, model: type[Model], context: str = "") -> Model | None:
+        """The event as `model`; None when it does not validate (it went to the dead-letter
+        topic then, with the count of errors: pydantic's own text may quote the input)."""
+        try:
+            return model.model_validate_json(raw_value(event))
+        except ValidationError as exc:
+            error = f"{context}{exc.error_count()} errors"
+            await self.dead_letter(event, ErrorKind.VALIDATION_ERROR, error)
+            return None
 
     async def dead_letter(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from streams.agents.base import (
     Emitter,
@@ -20,7 +20,6 @@ from streams.agents.base import (
     event_context,
     ledger_record,
     open_discrepancies,
-    raw_value,
     write_open_changes,
 )
 from streams.app import Runtime
@@ -69,12 +68,8 @@ class Findings:
         self.emit = Emitter(runtime)
 
     async def handle(self, event: RawEvent) -> None:
-        try:
-            finding = Finding.model_validate_json(raw_value(event))
-        except ValidationError as exc:
-            await self.emit.dead_letter(
-                event, ErrorKind.VALIDATION_ERROR, f"{exc.error_count()} errors"
-            )
+        finding = await self.emit.decode(event, Finding)
+        if finding is None:
             return
         with event_context(event):
             outcome = self._reconcile(finding)

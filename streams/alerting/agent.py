@@ -104,12 +104,8 @@ class Alerting:
     # --- forwarders ------------------------------------------------------------------------
 
     async def forward_discrepancy(self, event: RawEvent) -> None:
-        try:
-            found = DiscrepancyEvent.model_validate_json(raw_value(event))
-        except ValidationError as exc:
-            await self._emit.dead_letter(
-                event, ErrorKind.VALIDATION_ERROR, f"alerts: {exc.error_count()} errors"
-            )
+        found = await self._emit.decode(event, DiscrepancyEvent, "alerts: ")
+        if found is None:
             return
         if found.lifecycle is not Lifecycle.OPENED:
             return  # RESOLVED events are lifecycle updates: no rule counts them
@@ -130,12 +126,8 @@ class Alerting:
         )
 
     async def forward_checks(self, event: RawEvent) -> None:
-        try:
-            found = ProofCheckEvent.model_validate_json(raw_value(event))
-        except ValidationError as exc:
-            await self._emit.dead_letter(
-                event, ErrorKind.VALIDATION_ERROR, f"alerts: {exc.error_count()} errors"
-            )
+        found = await self._emit.decode(event, ProofCheckEvent, "alerts: ")
+        if found is None:
             return
         if found.proofs_checked == 0:
             return

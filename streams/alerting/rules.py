@@ -121,33 +121,41 @@ class HighGroup:
 def high_alert(group: HighGroup, *, mint_url: str, npub: str, raised_at: datetime) -> Alert:
     types = ", ".join(f"{n} {t}" for t, n in sorted(group.types.items()))
     requests = f"; request {', '.join(group.request_ids)}" if group.request_ids else ""
-    return Alert(
-        alert_id=alert_id(AlertKind.HIGH_SEVERITY, mint_url, npub, group.first_event_id),
-        kind=AlertKind.HIGH_SEVERITY,
-        severity=Severity.HIGH,
-        mint_url=mint_url,
-        npub=npub,
-        message=f"{group.count} HIGH severity discrepancies for {npub} at {mint_url} ({types}): "
-        f"the wallet holds proofs the mint says are spent; melts with them are blocked{requests}",
-        observed=group.count,
-        window_start=to_datetime(group.start_ms),
-        window_end=to_datetime(group.last_ms),
-        raised_at=raised_at,
+    message = (
+        f"{group.count} HIGH severity discrepancies for {npub} at {mint_url} ({types}): "
+        f"the wallet holds proofs the mint says are spent; melts with them are blocked{requests}"
     )
+    return _high_group_alert(group, mint_url, npub, raised_at, message, group.count)
 
 
 def high_followup_alert(
     group: HighGroup, *, mint_url: str, npub: str, cooldown_s: float, raised_at: datetime
 ) -> Alert:
+    message = (
+        f"{group.more} more HIGH severity discrepancies for {npub} at {mint_url} within "
+        f"{cooldown_s:g} s of the alert for the first {group.count}"
+    )
+    return _high_group_alert(group, mint_url, npub, raised_at, message, group.more, "more")
+
+
+def _high_group_alert(
+    group: HighGroup,
+    mint_url: str,
+    npub: str,
+    raised_at: datetime,
+    message: str,
+    observed: int,
+    *id_suffix: str,
+) -> Alert:
+    kind = AlertKind.HIGH_SEVERITY
     return Alert(
-        alert_id=alert_id(AlertKind.HIGH_SEVERITY, mint_url, npub, group.first_event_id, "more"),
-        kind=AlertKind.HIGH_SEVERITY,
+        alert_id=alert_id(kind, mint_url, npub, group.first_event_id, *id_suffix),
+        kind=kind,
         severity=Severity.HIGH,
         mint_url=mint_url,
         npub=npub,
-        message=f"{group.more} more HIGH severity discrepancies for {npub} at {mint_url} within "
-        f"{cooldown_s:g} s of the alert for the first {group.count}",
-        observed=group.more,
+        message=message,
+        observed=observed,
         window_start=to_datetime(group.start_ms),
         window_end=to_datetime(group.last_ms),
         raised_at=raised_at,

@@ -16,15 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections import deque
 from enum import StrEnum
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
 from streams.domain import MintState
+from tests.support.local_http import LocalServer
 
 
 class Fault(StrEnum):
@@ -54,8 +53,9 @@ class TooLongStyle(StrEnum):
 _HTML = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
 
 
-class FaultMint:
+class FaultMint(LocalServer):
     def __init__(self) -> None:
+        super().__init__()
         self.states: dict[str, MintState] = {}
         self.default: Fault = Fault.OK
         self.max_ys: int | None = None
@@ -68,8 +68,6 @@ class FaultMint:
         self.headers_seen: list[dict[str, str]] = []  # of every request, in arrival order
         self._script: deque[Fault] = deque()
         self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     # --- control -----------------------------------------------------------------------------
 
@@ -84,35 +82,13 @@ class FaultMint:
     def ys_requested(self) -> list[str]:
         return [y for request in self.checkstate_requests for y in request]
 
-    async def start(self) -> FaultMint:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/checkstate", self._checkstate)
         app.router.add_get("/v1/info", self._info)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, shutdown_timeout=0.5).start()
-        self.url = f"http://127.0.0.1:{port}"
-        return self
 
     async def stop(self) -> None:
         self._release.set()  # end stalls at once
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FaultMint:
-        return await self.start()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await super().stop()
 
     # --- handlers ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.client import PreflightClient, TokenStatusPublisher
+from streams.client import PreflightClient, TokenStatusPublisher, token_status_event
 from streams.models import MeltRequest, PreflightResult, parse_melt_request
 from streams.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
@@ -96,16 +96,8 @@ async def publish_token(
     wait: bool = True,
 ) -> str:
     token_id = token_id or f"tok-{uuid.uuid4().hex[:8]}"
-    event = {
-        "event_id": uuid.uuid4().hex,
-        "npub": owner,
-        "token_id": token_id,
-        "mint_url": mint_url,
-        "status": status,
-        "version": version,
-        "occurred_at": datetime.now(UTC).isoformat(),
-        "proofs": [ref(p, by_secret=True) for p in proofs],
-    }
+    refs = [ref(p, by_secret=True) for p in proofs]
+    event = token_status_event(owner, token_id, mint_url, status, refs, version=version)
     async with TokenStatusPublisher(settings) as publisher:
         await publisher.publish(event)
     if wait:

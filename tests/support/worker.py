@@ -1,5 +1,6 @@
-"""The worker subprocess and topic reader live in streams.devworker (the demo uses them too)."""
+"""The worker and sink subprocesses and the topic reader live in streams.devworker (the demo and
+the benchmarks use them too)."""
 
-from streams.devworker import CLI, WorkerProcess, read_topic
+from streams.devworker import CLI, SinkProcess, WorkerProcess, process_env, read_topic
 
-__all__ = ["CLI", "WorkerProcess", "read_topic"]
+__all__ = ["CLI", "SinkProcess", "WorkerProcess", "process_env", "read_topic"]
