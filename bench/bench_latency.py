@@ -13,6 +13,8 @@ answer that never comes counts as the client's timeout, so it cannot flatter p99
 Baseline, same client, same rate: a trivial echo process (bench/support/kafka_echo.py) answers
 each request from its JSON alone: the same two Kafka hops without the pipeline. It runs for half
 the duration before the pipeline and half after, so drift in the machine's load hits both.
+Also reported: the worker's CPU use during the pipeline phase (`worker_cpu_cores`), steadier
+than latency on a shared machine (e.g. with and without `--set clickhouse.sink_enabled=false`).
 
 Pacing: the stack's mint is local and exempt from rate limits, so the worker's budget for it is
 lifted (`--pacing lifted`, the default). Under the default 40 requests/min (`--pacing default`)
@@ -44,6 +46,7 @@ from bench.common import (
     at_most,
     bench_settings,
     check_stack,
+    cpu_seconds,
     create_topics,
     delete_run_topics,
     format_table,
@@ -188,7 +191,10 @@ async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
                 ledger = [(owner, "unspent", p) for owner, p in tokens]
                 await record_tokens(settings, worker, ledger, STACK_MINT)
                 await echo.start()
-                await _phases(settings, echo, tokens, rate, duration, pipeline, baseline)
+                assert worker.proc is not None
+                cores = await _phases(
+                    settings, echo, tokens, rate, duration, pipeline, baseline, worker.proc.pid
+                )
                 mint_used = await mint_usage(worker)
         finally:
             echo.stop()
@@ -202,6 +208,7 @@ async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
         "pipeline": p,
         "kafka_echo": b,
         "mint_requests": mint_used,
+        "worker_cpu_cores": round(cores, 3),
         "ratio_p50": ratio(p["latency"]["p50_ms"], b["latency"]["p50_ms"]),
         "ratio_p99": ratio(p["latency"]["p99_ms"], b["latency"]["p99_ms"]),
     }
@@ -215,8 +222,10 @@ async def _phases(
     duration: float,
     pipeline: Sample,
     baseline: Sample,
-) -> None:
-    """Echo half, pipeline, echo half; each client warmed up first (connections, metadata)."""
+    worker_pid: int,
+) -> float:
+    """Echo half, pipeline, echo half; each client warmed up first (connections, metadata).
+    Returns the worker's CPU use during the pipeline phase, in cores."""
     async with (
         PreflightClient(settings) as client,
         PreflightClient(echo.client_settings()) as echo_client,
@@ -226,9 +235,12 @@ async def _phases(
         await drive(echo_client, tokens, rate, duration / 2, baseline)
         await drive(client, tokens, rate, WARMUP_S, Sample())
         say(f"latency: pipeline, {rate}/s for {duration:g} s")
+        cpu0, t0 = cpu_seconds(worker_pid), time.monotonic()
         await drive(client, tokens, rate, duration, pipeline)
+        cores = (cpu_seconds(worker_pid) - cpu0) / (time.monotonic() - t0)
         say(f"latency: kafka echo, {rate}/s for {duration / 2:g} s")
         await drive(echo_client, tokens, rate, duration / 2, baseline)
+    return cores
 
 
 async def mint_usage(worker: BenchWorker) -> dict[str, float]:
