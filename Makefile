@@ -4,7 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STACK := stack/stack.sh
-APT_PACKAGES := kcat docker-compose chromium
+# `make stack-up KAFKA_NODES=3` adds a three-node Kafka cluster (127.0.0.1:19092-19094) beside the
+# one-node broker; `MINTS=nutshell,cdk` adds CDK's cdk-mintd (127.0.0.1:3339) beside Nutshell.
+KAFKA_NODES ?= $(or $(PROOFRECON_STACK_KAFKA_NODES),1)
+MINTS ?= $(or $(PROOFRECON_STACK_MINTS),nutshell)
+CDK_PORT := $(or $(PROOFRECON_STACK_CDK_PORT),3339)
+# The CDK mint's URL for tests/test_stack_cdk.py when this run starts it (it also finds a running one).
+ifneq ($(findstring cdk,$(MINTS)),)
+export PROOFRECON_TEST_CDK_MINT ?= http://127.0.0.1:$(CDK_PORT)
+endif
+# Debian packages as command:package.
+APT_PACKAGES := kcat:kcat docker-compose:docker-compose chromium:chromium protoc:protobuf-compiler \
+                shellcheck:shellcheck
 
 .PHONY: help venv sysdeps stack-up stack-down stack-status stack-clean topics test test-fast lint \
         fmt demo bench schemas constraints clean
@@ -13,7 +24,9 @@ help:
 	@echo "make demo          start the stack and run the end-to-end demo"
 	@echo "make test          install, start the stack, run the whole suite"
 	@echo "make stack-up      start Kafka (127.0.0.1:9092) and the Nutshell mint (127.0.0.1:3338)"
-	@echo "make stack-down    stop them;  make stack-status  show them"
+	@echo "make stack-up KAFKA_NODES=3 MINTS=nutshell,cdk"
+	@echo "                   also a 3-node Kafka cluster (127.0.0.1:19092-19094) and a CDK mint (:3339)"
+	@echo "make stack-down    stop everything;  make stack-status  show it"
 	@echo "make lint          ruff + mypy;  make bench  the benchmarks"
 
 venv: $(BIN)/.installed
@@ -25,17 +38,18 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	@touch $@
 
 # Debian packages the tests use as neutral peers: kcat (a second Kafka client), docker-compose
-# (parses docker-compose.yml without an engine), chromium (renders the analytics report).
+# (parses docker-compose.yml without an engine), chromium (renders the analytics report);
+# shellcheck (checks stack/stack.sh); protoc (protobuf-compiler, builds cdk-mintd for MINTS=cdk).
 sysdeps:
-	@missing=""; for p in kcat docker-compose chromium; do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for cp in $(APT_PACKAGES); do command -v $${cp%%:*} >/dev/null || missing="$$missing $${cp#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 stack-up: venv
-	@bash $(STACK) up
+	@PROOFRECON_STACK_KAFKA_NODES=$(KAFKA_NODES) PROOFRECON_STACK_MINTS=$(MINTS) bash $(STACK) up
 
 stack-down:
 	@bash $(STACK) down

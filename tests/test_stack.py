@@ -19,6 +19,8 @@ from tests.conftest import TOPIC_FIELDS
 
 pytestmark = pytest.mark.stack
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def _kcat_partition(bootstrap: str, topic: str, key: str) -> int:
     """Produce one keyed message with kcat (a neutral librdkafka client) and report its partition.
@@ -158,3 +160,12 @@ def test_embedded_clickhouse_round_trip(tmp_path: Path) -> None:
         assert result.result_rows == [("http://m0", 20), ("http://m1", 25)]
     finally:
         client.close()
+
+
+def test_stack_script_is_shellcheck_clean() -> None:
+    shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck is needed (`make sysdeps` installs the Debian package)"
+    result = subprocess.run(
+        [shellcheck, "stack/stack.sh"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout
