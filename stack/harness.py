@@ -112,3 +112,25 @@ class StackScript:
         self.run("down", check=False, timeout=120)
         assert self.state_dir is not None
         shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def cdk_version() -> str:
+    """The cdk-mintd version stack.sh builds (its CDK_VERSION)."""
+    for line in SCRIPT.read_text().splitlines():
+        if line.startswith("CDK_VERSION="):
+            return line.split("=", 1)[1].strip()
+    raise RuntimeError("no CDK_VERSION in stack.sh")
+
+
+def cdk_binary() -> Path | None:
+    """The cdk-mintd that stack.sh built into the machine's cache, if it is the pinned version."""
+    cache = os.environ.get("PROOFRECON_CACHE_DIR") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "proofrecon"
+    )
+    binary = Path(cache) / "cdk" / "bin" / "cdk-mintd"
+    if not binary.is_file():
+        return None
+    version = subprocess.run(  # noqa: S603 - the binary stack.sh built
+        [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout.split()
+    return binary if version[-1:] == [cdk_version()] else None
