@@ -496,11 +496,13 @@ up_all() {
   if mints_wanted cdk; then cdk_up; fi
 }
 
-down_all() {
-  mint_down
-  if [ -f "$CDK_DIR/cdk.pid" ]; then cdk_down; fi
-  if [ -d "$CLUSTER_DIR" ]; then cluster_down; fi
-  kafka_down
+down_all() { # everything this state dir runs, stopped in parallel
+  local n stops=("mint=$MINT_DIR/mint.pid")
+  if [ -f "$CDK_DIR/cdk.pid" ]; then stops+=("cdk-mint=$CDK_DIR/cdk.pid"); fi
+  if [ -d "$CLUSTER_DIR" ]; then
+    for n in $(seq 1 "$CLUSTER_SIZE"); do stops+=("kafka-$n=$(node_dir "$n")/kafka.pid"); done
+  fi
+  stop_pids "${stops[@]}" "Kafka=$KAFKA_DIR/kafka.pid"
 }
 
 cmd=${1:-status}; what=${2:-all}
