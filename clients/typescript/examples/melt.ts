@@ -250,7 +250,7 @@ export async function mintProofs(wallet: Wallet, count: number, amount = 8): Pro
 export async function spendElsewhere(mintUrl: string, proofs: Proof[]): Promise<void> {
   const other = new Wallet(mintUrl, { unit: 'sat' });
   await other.loadMint();
-  await other.receive({ mint: mintUrl, proofs: proofs.map((p) => ({ ...p })) });
+  await other.receive({ mint: mintUrl, unit: 'sat', proofs: proofs.map((p) => ({ ...p })) });
 }
 
 /** Wait until the worker's ledger shows `status` for every proof (token events and melts travel apart). */

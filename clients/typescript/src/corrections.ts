@@ -57,6 +57,8 @@ export interface CorrectionsConsumerOptions {
   remember?: (commandId: string, command: CorrectionCommand) => Promise<void> | void;
   onInvalid?: (invalid: InvalidCorrection) => Promise<void> | void;
   retry?: RetryOptions;
+  /** The longest a fetch waits for new commands (default 1000 ms; also bounds stop()'s wait). */
+  maxWaitTimeInMs?: number;
   /** Read a new group's partitions from their start (default true: corrections are idempotent). */
   fromBeginning?: boolean;
   logger?: Logger;
@@ -97,7 +99,12 @@ export class CorrectionsConsumer {
   async start(): Promise<void> {
     if (this.consumer) return;
     this.stopping = false;
-    const consumer = this.kafka.consumer({ groupId: this.groupId, allowAutoTopicCreation: false });
+    const consumer = this.kafka.consumer({
+      groupId: this.groupId,
+      allowAutoTopicCreation: false,
+      // A fetch in flight delays stop() by up to this long.
+      maxWaitTimeInMs: this.options.maxWaitTimeInMs ?? 1000,
+    });
     this.consumer = consumer;
     consumer.on(consumer.events.CRASH, (event) => {
       this.log.error('corrections consumer crashed', {

@@ -3,8 +3,19 @@
 
 export type AnsweredAt = string;
 export type CheckedProofs = number;
+/**
+ * Why a melt is BLOCKED. The first four are the seed's; the others name blocking reasons of
+ * their own, so a wallet can tell the user what happened (and never confuse them with HIGH).
+ */
 export type BlockCode =
-  'HIGH_SEVERITY_DISCREPANCIES' | 'MINT_UNAVAILABLE' | 'INVALID_REQUEST' | 'DEADLINE_EXCEEDED';
+  | 'HIGH_SEVERITY_DISCREPANCIES'
+  | 'MINT_UNAVAILABLE'
+  | 'INVALID_REQUEST'
+  | 'DEADLINE_EXCEEDED'
+  | 'PROOF_SPENT_AT_MINT'
+  | 'PROOF_PENDING_AT_MINT'
+  | 'MINT_MISMATCH'
+  | 'UNRESOLVED_DISCREPANCIES';
 export type Y = string;
 /**
  * What reconciliation does about a discrepancy.
@@ -40,6 +51,10 @@ export type MintUrl = string;
  */
 export type Npub = string;
 export type OperationCleared = boolean;
+/**
+ * SHA-256 (lowercase hex) of the request's Ys (lowercase hex), sorted, joined by "\n". A wallet accepts an answer only if npub, mint_url and this match what it asked. Empty when the request was too broken to read its proofs.
+ */
+export type ProofsDigest = string;
 export type RequestId = string;
 export type High = number;
 export type Low = number;
@@ -60,6 +75,7 @@ export interface ReconPreflightResults {
   mint_url: MintUrl;
   npub: Npub;
   operation_cleared: OperationCleared;
+  proofs_digest: ProofsDigest;
   request_id: RequestId;
   severity_counts: SeverityCounts;
   verdict: Verdict;

@@ -55,12 +55,12 @@ export function randomId(bytes = 5): string {
   return randomBytes(bytes).toString('hex');
 }
 
-/** Delete every topic whose name starts with `prefix`. */
-export async function deleteTopics(prefix: string): Promise<string[]> {
+/** Delete every topic whose name starts with one of `prefixes`. */
+export async function deleteTopics(...prefixes: string[]): Promise<string[]> {
   const admin = kafka().admin();
   await admin.connect();
   try {
-    const names = (await admin.listTopics()).filter((t) => t.startsWith(prefix));
+    const names = (await admin.listTopics()).filter((t) => prefixes.some((p) => t.startsWith(p)));
     if (names.length > 0) await admin.deleteTopics({ topics: names, timeout: 30_000 });
     return names;
   } finally {
@@ -69,8 +69,9 @@ export async function deleteTopics(prefix: string): Promise<string[]> {
 }
 
 export interface TestWorkerOptions {
-  /** Extra topics the worker may answer on (`reply_to`), besides its results topic. */
-  extraReplyTopics?: string[];
+  /** Topics the worker may answer on (`reply_to`) besides its results topic, named by their
+   *  suffix after the worker's prefix. */
+  replyTopicSuffixes?: string[];
   env?: Record<string, string>;
 }
 
@@ -113,7 +114,8 @@ export class TestWorker {
       PROOFRECON_SWEEP_ENABLED: 'false',
       PROOFRECON_CLICKHOUSE_SINK_ENABLED: 'false',
       PROOFRECON_ALERT_ENABLED: 'false',
-      PROOFRECON_PREFLIGHT_REPLY_TOPICS: [this.topics.PREFLIGHT_RESULTS, ...(this.options.extraReplyTopics ?? [])].join(','),
+      // Reply topics besides the results topic (which is always allowed); the worker creates them.
+      PROOFRECON_PREFLIGHT_REPLY_TOPICS: (this.options.replyTopicSuffixes ?? []).map((suffix) => this.prefix + suffix).join(','),
       ...this.options.env,
     };
     for (const [field, name] of Object.entries(this.topics)) env[`PROOFRECON_TOPIC_${field}`] = name;
@@ -148,7 +150,8 @@ export class TestWorker {
     throw new Error(`the worker was not ready within ${timeoutMs} ms:\n${this.tail()}`);
   }
 
-  /** SIGTERM, SIGKILL after `graceMs`; then delete the topics and the data directory. */
+  /** SIGTERM, SIGKILL after `graceMs`; then delete its topics (ours and its tables' changelogs,
+   *  named after its app id) and its data directory. */
   async stop(graceMs = 20_000): Promise<void> {
     const proc = this.proc;
     if (proc && proc.exitCode === null && proc.signalCode === null) {
@@ -158,7 +161,7 @@ export class TestWorker {
       clearTimeout(timer);
     }
     if (process.env.PROOFRECON_TEST_KEEP_TOPICS !== '1') {
-      await deleteTopics(this.prefix).catch((error: unknown) => console.error('deleting topics failed', error));
+      await deleteTopics(this.prefix, `${this.appId}-`).catch((error: unknown) => console.error('deleting topics failed', error));
     }
     rmSync(this.dataDir, { recursive: true, force: true });
   }
