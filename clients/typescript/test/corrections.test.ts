@@ -8,11 +8,18 @@ import { after, before, describe, it } from 'node:test';
 import type { Producer } from 'kafkajs';
 
 import { CorrectionsConsumer, silentLogger, yOf, type CorrectionCommand } from '../src/index.js';
-import { BROKERS, deleteTopics, kafka, randomId } from './support/worker.js';
+import { BROKERS, deleteGroups, deleteTopics, kafka, randomId } from './support/worker.js';
 
 const prefix = `tnodecorr${randomId()}.`;
 const topic = `${prefix}wallet.corrections`;
 let producer: Producer;
+const groups: string[] = [];
+/** A fresh consumer group for one test, deleted at the end. */
+const newGroup = (): string => {
+  const group = `tnode-wallet-${randomId()}`;
+  groups.push(group);
+  return group;
+};
 
 function command(n: number, npub = `npub1corr${n % 3}`): CorrectionCommand {
   return {
@@ -67,11 +74,12 @@ describe('CorrectionsConsumer', () => {
   });
   after(async () => {
     await producer.disconnect();
+    await deleteGroups(groups);
     await deleteTopics(prefix);
   });
 
   it('applies each command once across a graceful restart of the same group', async () => {
-    const group = `tnode-wallet-${randomId()}`;
+    const group = newGroup();
     const applied = new Map<string, number>();
     const apply = (c: CorrectionCommand) => void applied.set(c.command_id, (applied.get(c.command_id) ?? 0) + 1);
     const first = Array.from({ length: 6 }, (_, i) => command(i));
@@ -95,7 +103,7 @@ describe('CorrectionsConsumer', () => {
   });
 
   it('retries a callback that fails once, and applies its command exactly once', async () => {
-    const group = `tnode-wallet-${randomId()}`;
+    const group = newGroup();
     const commands = [command(20, 'npub1retry'), command(21, 'npub1retry'), command(22, 'npub1retry')];
     await send(commands);
     const calls: string[] = [];
@@ -123,7 +131,7 @@ describe('CorrectionsConsumer', () => {
   });
 
   it('never skips a failing command: after a stop it is applied by the next run', async () => {
-    const group = `tnode-wallet-${randomId()}`;
+    const group = newGroup();
     const stuck = command(30, 'npub1stuck');
     const next = command(31, 'npub1stuck');
     await send([stuck, next]);
@@ -150,7 +158,7 @@ describe('CorrectionsConsumer', () => {
   });
 
   it('skips what seen() knows, and remembers what it applied', async () => {
-    const group = `tnode-wallet-${randomId()}`;
+    const group = newGroup();
     const known = command(40, 'npub1seen');
     const fresh = command(41, 'npub1seen');
     await send([known, fresh]);
@@ -168,7 +176,7 @@ describe('CorrectionsConsumer', () => {
   });
 
   it('commits past invalid commands: malformed, or keyed by another npub', async () => {
-    const group = `tnode-wallet-${randomId()}`;
+    const group = newGroup();
     const wrongKey = command(50, 'npub1victim');
     const good = command(51, 'npub1invalid');
     await producer.send({

@@ -35,7 +35,7 @@ import {
   type PreflightVerdict,
   type TokenStatus,
 } from '../src/index.js';
-import { BROKERS, MINT_URL, TestWorker, kafka, readTopic, randomId } from './support/worker.js';
+import { BROKERS, MINT_URL, TestWorker, deleteGroups, kafka, readTopic, randomId } from './support/worker.js';
 
 const ASK_TIMEOUT_MS = 20_000;
 
@@ -59,6 +59,7 @@ describe('against a proofrecon worker', { timeout: 150_000 }, () => {
   let rawProducer: Producer;
   const commands: CorrectionCommand[] = [];
   const brokers = { brokers: BROKERS, clientId: 'tnode-stack' };
+  const walletGroup = `tnode-wallet-${randomId()}`;
 
   /** `n` fresh proofs from the pool minted in before(). */
   const take = (n: number): Proof[] => {
@@ -114,7 +115,7 @@ describe('against a proofrecon worker', { timeout: 150_000 }, () => {
     corrections = new CorrectionsConsumer({
       kafka: brokers,
       topic: worker.topics.CORRECTIONS,
-      groupId: `tnode-wallet-${randomId()}`,
+      groupId: walletGroup,
       apply: (command) => void commands.push(command),
       logger: silentLogger,
     });
@@ -126,6 +127,7 @@ describe('against a proofrecon worker', { timeout: 150_000 }, () => {
     await Promise.allSettled([client?.stop(), publisher?.stop(), corrections?.stop(), rawProducer?.disconnect()]);
     const errors = worker.logText().split('\n').filter((l) => /"level": "(ERROR|CRITICAL)"/.test(l));
     if (errors.length > 0) process.stderr.write(`worker errors:\n${errors.slice(-10).map((l) => l.slice(0, 600)).join('\n')}\n`);
+    await deleteGroups([walletGroup]);
     await worker.stop();
   });
 

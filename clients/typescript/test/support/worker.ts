@@ -68,6 +68,20 @@ export async function deleteTopics(...prefixes: string[]): Promise<string[]> {
   }
 }
 
+/** Delete consumer groups (those that committed offsets outlive their members). */
+export async function deleteGroups(groupIds: string[]): Promise<void> {
+  if (groupIds.length === 0) return;
+  const admin = kafka().admin();
+  await admin.connect();
+  try {
+    await admin.deleteGroups(groupIds);
+  } catch {
+    // a group that never committed is already gone
+  } finally {
+    await admin.disconnect();
+  }
+}
+
 export interface TestWorkerOptions {
   /** Topics the worker may answer on (`reply_to`) besides its results topic, named by their
    *  suffix after the worker's prefix. */
