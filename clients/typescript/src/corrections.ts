@@ -57,6 +57,8 @@ export interface CorrectionsConsumerOptions {
   remember?: (commandId: string, command: CorrectionCommand) => Promise<void> | void;
   onInvalid?: (invalid: InvalidCorrection) => Promise<void> | void;
   retry?: RetryOptions;
+  /** Partitions worked on at once (default 1); commands of one partition are always in order. */
+  partitionsConsumedConcurrently?: number;
   /** The longest a fetch waits for new commands (default 1000 ms; also bounds stop()'s wait). */
   maxWaitTimeInMs?: number;
   /** Read a new group's partitions from their start (default true: corrections are idempotent). */
@@ -114,7 +116,11 @@ export class CorrectionsConsumer {
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [this.topic], fromBeginning: this.options.fromBeginning ?? true });
-    await consumer.run({ autoCommit: false, eachMessage: (payload) => this.handle(payload) });
+    await consumer.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: this.options.partitionsConsumedConcurrently ?? 1,
+      eachMessage: (payload) => this.handle(payload),
+    });
   }
 
   /** Stop gracefully: finish (or abandon, uncommitted) the command in hand, then leave the group. */
@@ -134,7 +140,11 @@ export class CorrectionsConsumer {
     if ('reason' in parsed) {
       this.counters.invalid++;
       this.log.warn('ignored an invalid correction command', { topic, partition, offset, reason: parsed.reason });
-      await this.options.onInvalid?.({ topic, partition, offset, reason: parsed.reason });
+      try {
+        await this.options.onInvalid?.({ topic, partition, offset, reason: parsed.reason });
+      } catch (error) {
+        this.log.error('onInvalid failed', { error: error instanceof Error ? error.message : String(error) });
+      }
       await this.commit(topic, partition, offset);
       return;
     }

@@ -18,7 +18,6 @@
  * with `PreflightTimeoutError`: it never reads as cleared.
  */
 import { randomUUID } from 'node:crypto';
-import kafkajs from 'kafkajs';
 import type { Consumer, Kafka, KafkaMessage, Producer } from 'kafkajs';
 
 import { proofsDigest } from './digest.js';
@@ -35,8 +34,6 @@ import { normaliseMintUrl } from './mint-url.js';
 import { toAmount, toMeltProofRef, uniqueYs, type AmountLike, type ProofInput } from './proofs.js';
 import { DEFAULT_TOPICS, type MeltRequest, type PreflightVerdict } from './types.js';
 import { validateContract } from './validation.js';
-
-const { KafkaJSProtocolError } = kafkajs;
 
 export interface PreflightClientOptions {
   /** A kafkajs client, or its configuration (`{ brokers: ['127.0.0.1:9092'] }`). */
@@ -171,7 +168,13 @@ export class PreflightClient {
     const { request, expected } = this.buildRequest(params);
     const timeoutMs = params.timeoutMs;
     const startedAt = Date.now();
-    await withTimeout(this.start(), timeoutMs, () => new PreflightTimeoutError(request.request_id, timeoutMs));
+    try {
+      await withTimeout(this.start(), timeoutMs, () => new PreflightTimeoutError(request.request_id, timeoutMs));
+    } catch (error) {
+      if (error instanceof PreflightTimeoutError) throw error;
+      if (this.stopped) throw new PreflightClosedError(request.request_id);
+      throw new PreflightPublishError(request.request_id, error); // not connected: nothing was sent
+    }
     const remaining = Math.max(0, timeoutMs - (Date.now() - startedAt));
 
     const answer = new Promise<PreflightVerdict>((resolve, reject) => {
@@ -262,13 +265,11 @@ export class PreflightClient {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
+      if (!(await admin.listTopics()).includes(this.replyTopic)) {
+        throw new ProofreconClientError(`reply topic ${this.replyTopic} does not exist`);
+      }
       const offsets = await admin.fetchTopicOffsets(this.replyTopic);
       for (const { partition, high } of offsets) this.nextOffsets.set(partition, high);
-    } catch (error) {
-      if (error instanceof KafkaJSProtocolError && error.type === 'UNKNOWN_TOPIC_OR_PARTITION') {
-        throw new ProofreconClientError(`reply topic ${this.replyTopic} does not exist`, { cause: error });
-      }
-      throw error;
     } finally {
       await admin.disconnect();
     }
