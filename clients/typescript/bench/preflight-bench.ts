@@ -14,6 +14,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Wallet, type Proof } from '@cashu/cashu-ts';
@@ -184,6 +185,7 @@ async function main(): Promise<void> {
     const result = {
       bench: 'preflight round trip (published -> verdict consumed)',
       at: new Date().toISOString(),
+      load_average_1m_at_end: Math.round(loadavg()[0]! * 100) / 100,
       params: { rate: RATE, duration_s: DURATION_S, warmup_s: WARMUP_S, timeout_s: TIMEOUT_S, users: USERS, proofs_per_melt: PROOFS_PER_MELT },
       node: { sent: node.sent, outcomes: node.outcomes, latency: summary(node.latenciesMs), legs: legs(node) },
       python: { sent: python.sent, outcomes: python.outcomes, latency: summary(python.latenciesMs), legs: legs(python) },
@@ -193,7 +195,7 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'preflight-bench.json'), JSON.stringify(result, null, 2) + '\n');
     const row = (name: string, s: typeof result.node) =>
       `${name.padEnd(8)} ${String(s.sent).padStart(6)} ${String(s.latency.p50_ms).padStart(8)} ${String(s.latency.p90_ms).padStart(8)} ${String(s.latency.p99_ms).padStart(8)} ${String(s.latency.max_ms).padStart(8)}  ${JSON.stringify(s.outcomes)}`;
-    console.log(`preflight round trip at ${RATE}/s, ${DURATION_S} s each (ms)`);
+    console.log(`preflight round trip at ${RATE}/s, ${DURATION_S} s each (ms); load average ${result.load_average_1m_at_end}`);
     console.log(`${'client'.padEnd(8)} ${'sent'.padStart(6)} ${'p50'.padStart(8)} ${'p90'.padStart(8)} ${'p99'.padStart(8)} ${'max'.padStart(8)}  outcomes`);
     console.log(row('node', result.node));
     console.log(row('python', result.python));
