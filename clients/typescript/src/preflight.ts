@@ -382,6 +382,20 @@ export class PreflightClient {
     this.consumer = undefined;
     this.producer = undefined;
     await Promise.allSettled([consumer?.disconnect(), producer?.disconnect()]);
+    if (consumer) await this.deleteOwnGroup();
+  }
+
+  /** The client's group is its own and never committed: leave nothing behind on the broker. */
+  private async deleteOwnGroup(): Promise<void> {
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+      await admin.deleteGroups([this.groupId]);
+    } catch {
+      // best effort: an empty group without offsets is the broker's to expire anyway
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
   }
 }
 

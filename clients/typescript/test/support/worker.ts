@@ -208,7 +208,8 @@ export async function readTopic(
   until: (records: Record<string, unknown>[]) => boolean,
   timeoutMs = 20_000,
 ): Promise<Record<string, unknown>[]> {
-  const consumer = kafka().consumer({ groupId: `tnode-reader-${randomId()}` });
+  const groupId = `tnode-reader-${randomId()}`;
+  const consumer = kafka().consumer({ groupId });
   const records: Record<string, unknown>[] = [];
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
@@ -229,6 +230,7 @@ export async function readTopic(
     clearTimeout(timer);
   } finally {
     await consumer.disconnect();
+    await deleteGroups([groupId]);
   }
   if (!until(records)) throw new Error(`${topic}: condition not met in ${timeoutMs} ms (${records.length} records)`);
   return records;
