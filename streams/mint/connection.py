@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # A mint's frames are a few hundred bytes (a witness adds about a KiB); more is not a mint.
 MAX_FRAME_BYTES = 256 * 1024
 _CLOSE_TIMEOUT_S = 2.0
+# Computed waits are floored: a remainder below the clock's resolution would wake a loop at
+# "now" again and again without time moving on.
+MIN_SLEEP_S = 0.01
 
 
 class WsTransport(Protocol):
@@ -377,7 +380,7 @@ class WatchConnection:
         while self.alive:
             idle = self._clock() - self.last_sent
             if idle < self._keepalive_s:
-                await asyncio.sleep(self._keepalive_s - idle)
+                await asyncio.sleep(max(self._keepalive_s - idle, MIN_SLEEP_S))
                 continue
             try:
                 await self._keepalive_once()

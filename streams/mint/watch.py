@@ -33,6 +33,7 @@ import aiohttp
 from streams.domain import MintState
 from streams.mint import nut17
 from streams.mint.connection import (
+    MIN_SLEEP_S,
     ConnectFactory,
     MessageDropped,
     RequestRefused,
@@ -442,7 +443,7 @@ class WatchManager:
         if not batch:
             due = min(self._next_periodic, self._confirm_due if self._to_confirm else math.inf)
             self._snapshot_wake.clear()
-            timeout = None if math.isinf(due) else max(0.0, due - now)
+            timeout = None if math.isinf(due) else max(MIN_SLEEP_S, due - now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._snapshot_wake.wait(), timeout)
             return
