@@ -1,0 +1,204 @@
+"""Finding 17 (medium): the ledger and findings agents dead-lettered and acked events they failed
+to apply.
+
+At 7262b21 any exception while applying a token-status event or a finding (a table write during a
+rebalance, a send that failed) sent the event to the dead-letter topic and acked it: the ledger
+silently diverged from the wallet DB, with nothing left to replay. Only an event's own contract
+faults may be dead-lettered; a failure that is not the event's is retried, then stops the worker
+before the event's offset is committed.
+
+Unit tests: the agents' own loops (as registered on the app) run over a fake runtime whose table
+refuses writes, with topics that record what is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from streams.agents import findings as findings_agent
+from streams.agents import ledger as ledger_agent
+from streams.agents.findings import SIGNATURE_HEADER, Finding, ObservedProof, sign
+from streams.cashu import y_from_secret
+from streams.classify import Policy
+from streams.domain import MintState, Source
+from streams.ledger import ProofIndex, token_key, token_rows
+from streams.metrics import Metrics
+from streams.models import ContractLimits, to_json_bytes
+from streams.settings import load_settings
+from tests.conftest import clear_proofrecon_env
+
+MINT = "http://127.0.0.1:3338"
+KEY = "unit-findings-key"
+
+
+class RefusingTable(dict[str, Any]):
+    """A table whose writes fail (RocksDB during a rebalance, a changelog send refused)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.attempts = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.attempts += 1
+        raise RuntimeError("table write failed")
+
+
+@dataclass
+class RecordingTopic:
+    name: str
+    sent: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+    async def send(self, *, key: bytes, value: bytes, headers: Any = None) -> asyncio.Future[None]:
+        self.sent.append((key, value))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    def get_topic_name(self) -> str:
+        return self.name
+
+
+@dataclass
+class Message:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    partition: int = 0
+    offset: int = 7
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+
+class Event:
+    def __init__(self, message: Message) -> None:
+        self.message = message
+
+
+class Stream:
+    def __init__(self, *events: Event) -> None:
+        self._events = events
+
+    async def events(self) -> AsyncIterator[Event]:
+        for event in self._events:
+            yield event
+
+
+class App:
+    """Captures the agent a module registers, and records crashes."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, Callable[[Stream], Any]] = {}
+        self.crashes: list[BaseException] = []
+
+    def agent(self, topic: Any, *, name: str, **_: Any) -> Callable[[Any], Any]:
+        def register(fn: Callable[[Stream], Any]) -> Callable[[Stream], Any]:
+            self.agents[name] = fn
+            return fn
+
+        return register
+
+    async def crash(self, exc: BaseException) -> None:
+        self.crashes.append(exc)
+
+
+def _runtime(monkeypatch: pytest.MonkeyPatch, **tables: Any) -> Any:
+    clear_proofrecon_env(monkeypatch)
+    settings = load_settings(topics={"findings_signing_key": KEY}, mint={"allowlist": [MINT]})
+    topics = {name: RecordingTopic(name) for name in settings.topics.topic_fields()}
+    tokens = tables.get("tokens", {})
+    index = ProofIndex()
+    index.rebuild(token_rows(tokens.items()))
+    return SimpleNamespace(
+        settings=settings,
+        app=App(),
+        policy=Policy(),
+        limits=ContractLimits.from_settings(settings.policy),
+        metrics=Metrics(CollectorRegistry()),
+        gateways=SimpleNamespace(is_allowed=lambda url: url == MINT),
+        topics=topics,
+        tokens=tokens,
+        open_discrepancies=tables.get("open_discrepancies", {}),
+        proof_index=index,
+        extras={},
+    )
+
+
+async def test_finding_17_a_ledger_table_write_failure_stops_the_worker_never_dead_letters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = RefusingTable()
+    runtime = _runtime(monkeypatch, tokens=table)
+    ledger_agent.register(runtime)
+    owner = f"npub1{uuid.uuid4().hex}"
+    event = {
+        "event_id": uuid.uuid4().hex,
+        "npub": owner,
+        "token_id": "tok-1",
+        "mint_url": MINT,
+        "status": "unspent",
+        "version": 1,
+        "occurred_at": "2026-12-01T00:00:00Z",
+        "proofs": [{"Y": y_from_secret("ledger-unit"), "amount": 8, "keyset_id": "00ab"}],
+    }
+    message = Message("wallet.token-status", owner.encode(), json.dumps(event).encode())
+    await runtime.app.agents["ledger"](Stream(Event(message)))
+
+    assert table.attempts > 1  # retried
+    assert [type(exc) for exc in runtime.app.crashes] == [RuntimeError]  # then the worker stops
+    assert runtime.topics["dead_letter"].sent == []  # and the event is not parked and acked
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in the fix: streams/agents/findings.py register() still catches every exception "
+    "but DeliveryFailed and dead-letters the finding (acked, never retried); a failed "
+    "write_open_changes in Findings.handle is not retried and does not stop the worker",
+)
+async def test_finding_17_a_findings_table_write_failure_stops_the_worker_never_dead_letters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    owner = f"npub1{uuid.uuid4().hex}"
+    y = y_from_secret("findings-unit")
+    tokens = {
+        token_key(owner, "tok-1"): {
+            "version": 1,
+            "status": "unspent",
+            "mint_url": MINT,
+            "updated_at": "2026-12-01T00:00:00+00:00",
+            "proofs": [[y, 8, "00ab"]],
+            "seq": 1,
+        }
+    }
+    table = RefusingTable()
+    runtime = _runtime(monkeypatch, tokens=tokens, open_discrepancies=table)
+    findings_agent.register(runtime)
+    finding = Finding(
+        npub=owner,
+        mint_url=MINT,
+        source=Source.SWEEP,
+        observed_at=datetime.now(UTC),
+        observation_id=uuid.uuid4().hex,
+        proofs=(ObservedProof(Y=y, state=MintState.SPENT),),
+    )
+    value = to_json_bytes(finding)
+    headers = [(SIGNATURE_HEADER, sign(KEY.encode(), value))]
+    message = Message("recon.findings", owner.encode(), value, headers)
+    await runtime.app.agents["findings"](Stream(Event(message)))
+
+    assert runtime.topics["discrepancies"].sent  # the finding was genuine and classified
+    assert table.attempts >= 1
+    assert runtime.topics["dead_letter"].sent == []
+    assert len(runtime.app.crashes) == 1
