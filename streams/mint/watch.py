@@ -447,8 +447,9 @@ class WatchManager:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._snapshot_wake.wait(), timeout)
             return
-        if not await self._take_snapshot(batch):
-            await asyncio.sleep(self.config.snapshot_retry_s)
+        retry_in = await self._take_snapshot(batch)
+        if retry_in is not None:
+            await asyncio.sleep(retry_in)
 
     def _snapshot_batch(self, now: float) -> list[str]:
         size = self.config.snapshot_batch_size
@@ -464,7 +465,8 @@ class WatchManager:
                     batch.append(y)
         return batch
 
-    async def _take_snapshot(self, batch: list[str]) -> bool:
+    async def _take_snapshot(self, batch: list[str]) -> float | None:
+        """Snapshot `batch`; None if done, else seconds to wait before trying again."""
         sessions = {y: self._session_of(y) for y in batch}
         try:
             states = await self._snapshot(batch)
@@ -475,7 +477,12 @@ class WatchManager:
             # Back in line, first: they are still unconfirmed.
             self._to_confirm = dict.fromkeys(batch) | self._to_confirm
             self._confirm_due = min(self._confirm_due, self._clock())
-            return False
+            # The gateway says when its budget allows the next request (MintRateLimited).
+            hint = getattr(exc, "retry_after", None)
+            retry = self.config.snapshot_retry_s
+            if isinstance(hint, int | float) and hint > 0:
+                retry = min(retry, hint)
+            return max(MIN_SLEEP_S, retry)
         call_safely(self._observer.snapshot, self.mint_url, ys=len(batch), outcome="ok")
         for y in batch:
             state, session = states.get(y), sessions[y]
@@ -484,7 +491,7 @@ class WatchManager:
             if isinstance(state, MintState) and still_up:
                 assert session is not None
                 self._learn(y, state, Via.SNAPSHOT, session)
-        return True
+        return None
 
     async def _fetch_info(self) -> Mapping[str, Any] | None:
         try:

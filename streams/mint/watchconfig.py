@@ -80,8 +80,10 @@ class WatchConfig:
                 f"{self.max_connections_per_mint} connections hold ({capacity})"
             )
         # A keep-alive may wait out a forced quiet window and a slow answer before it goes.
-        worst = self.keepalive_s + self.limiter_window_s + self.limiter_slack_s
-        if worst + self.request_timeout_s >= self.mint_idle_timeout_s:
+        quiet = (
+            0.0 if self.limiter_model == "none" else self.limiter_window_s + self.limiter_slack_s
+        )
+        if self.keepalive_s + quiet + self.request_timeout_s >= self.mint_idle_timeout_s:
             raise ValueError("keepalive_s leaves no room before the mint's idle timeout")
 
     @property
