@@ -148,10 +148,13 @@ async def test_2500_ys_are_spread_over_messages_and_connections_within_the_rate_
     watch.m.watch(ys)
     await all_fresh(watch, ys, timeout=60)
 
-    conns = list(watch.m._conns.values())
-    sizes = sorted(len(s) for c in conns for s in c.subscriptions.values())
-    assert len(conns) == 3
-    assert sizes == [502, 999, 999]  # 999 per connection: one filter kept for the keep-alive
+    layout = watch.m.layout()
+    assert len(layout) == 3
+    assert sorted(n for sizes in layout.values() for n in sizes) == [
+        502,
+        999,
+        999,
+    ]  # 999 per connection: one filter kept for the keep-alive
     assert watch.obs.counts["sent:subscribe"] == 3
     assert watch.obs.counts["sent:connect"] == 3
     assert watch.obs.counts["rejected"] == 0  # in particular no rate-limit error (id 0)
@@ -299,9 +302,9 @@ async def test_keepalive_keeps_a_real_mints_socket_open_past_its_idle_limit(
     )
     watch.m.watch(random_ys(3))
     await asyncio.sleep(1)
-    sessions = {c.session for c in watch.m._conns.values()}
+    sessions = set(watch.m.layout())
     await asyncio.sleep(10)
-    assert {c.session for c in watch.m._conns.values()} == sessions  # the same socket throughout
+    assert set(watch.m.layout()) == sessions  # the same socket throughout
     assert watch.obs.counts["sent:connect"] == 1
     assert watch.obs.counts["reconnect:lost"] == 0
     assert watch.obs.counts["sent:keepalive"] >= 8

@@ -25,6 +25,7 @@ from streams.mint import nut17
 from streams.mint.connection import MessageDropped, WatchConnection
 from streams.mint.live import LiveStates, Via
 from streams.mint.pacing import LimiterSpec
+from streams.mint.snapshots import SnapshotQueue
 from streams.mint.watch import WatchManager
 from streams.mint.watchconfig import WatchConfig
 from streams.mint.watchplan import (
@@ -200,26 +201,49 @@ def test_a_refused_message_spends_the_window() -> None:
 
 def test_a_state_is_fresh_only_on_its_live_session_and_within_its_age() -> None:
     clock = FakeClock()
-    sessions = {Y1: 1}
-    live = LiveStates(sessions.get, default_max_age_s=10, clock=clock)
+    watching = {Y1: "sub-a"}
+    live = LiveStates(watching.get, default_max_age_s=10, clock=clock)
     assert not live.fresh(Y1)
-    live.confirm(Y1, MintState.UNSPENT, via=Via.SNAPSHOT, session=1, at=NOW)
+    live.confirm(Y1, MintState.UNSPENT, via=Via.SNAPSHOT, subscription="sub-a", at=NOW)
     assert live.fresh_state(Y1.upper()) is MintState.UNSPENT
     clock.advance(10.5)
     assert not live.fresh(Y1)
     assert live.fresh(Y1, max_age_s=11)
-    sessions[Y1] = 2  # its connection was replaced: nothing is known until confirmed again
+    watching[Y1] = "sub-b"  # resubscribed (or reconnected): unknown until confirmed again
     assert not live.fresh(Y1, max_age_s=60)
     assert live.get(Y1) is not None  # the last state is still there, just not known truth
 
 
 def test_spent_is_final_in_live_states() -> None:
-    live = LiveStates({Y1: 1}.get, default_max_age_s=10, clock=FakeClock())
-    assert live.confirm(Y1, MintState.SPENT, via=Via.NOTIFICATION, session=1, at=NOW)
-    assert not live.confirm(Y1, MintState.UNSPENT, via=Via.NOTIFICATION, session=1, at=NOW)
+    live = LiveStates({Y1: "s"}.get, default_max_age_s=10, clock=FakeClock())
+    assert live.confirm(Y1, MintState.SPENT, via=Via.NOTIFICATION, subscription="s", at=NOW)
+    assert live.is_stale(Y1, MintState.PENDING)
+    assert not live.confirm(Y1, MintState.UNSPENT, via=Via.NOTIFICATION, subscription="s", at=NOW)
     assert live.fresh_states([Y1]) == {Y1: MintState.SPENT}
     live.forget([Y1])
     assert Y1 not in live
+
+
+# --- snapshot scheduling --------------------------------------------------------------------------
+
+
+def test_new_subscriptions_are_snapshotted_first_after_a_short_delay() -> None:
+    clock = FakeClock()
+    queue = SnapshotQueue(interval_s=100, delay_s=0.5, batch_size=2, clock=clock)
+    queue.start()
+    watched = {"a", "b", "c", "old"}
+    queue.subscribed(["a", "b", "c"])
+    assert queue.next_batch(watched.__contains__, lambda: sorted(watched)) == []
+    assert queue.wait_s() == pytest.approx(0.5)
+    clock.advance(0.5)
+    assert queue.next_batch(watched.__contains__, lambda: sorted(watched)) == ["a", "b"]
+    queue.failed(["a", "b"])  # no answer: first in line again
+    watched.discard("c")  # lost its subscription meanwhile: skipped
+    assert queue.next_batch(watched.__contains__, lambda: sorted(watched)) == ["a", "b"]
+    assert queue.next_batch(watched.__contains__, lambda: sorted(watched)) == []
+    clock.advance(100)  # a periodic round of everything watched
+    batches = [queue.next_batch(watched.__contains__, lambda: sorted(watched)) for _ in range(3)]
+    assert batches == [["a", "b"], ["old"], []]
 
 
 # --- the planner ----------------------------------------------------------------------------------
@@ -609,10 +633,11 @@ def test_reconnects_back_off_exponentially_with_jitter_then_resnapshot() -> None
         await asyncio.sleep(200)
         attempts = mint.connect_times[1:]
         gaps = [b - a for a, b in itertools.pairwise(attempts)]
-        # ceilings 1, 2, 4, ..., 120 s: each gap lies between half its ceiling and the ceiling
-        # (plus the planner's gather and the budget's pacing)
+        # The lost connection was young (up < STABLE_S), so its loss was the first failure:
+        # the attempts' ceilings are 2, 4, 8, ... 120 s, and each gap lies between half its
+        # ceiling and the ceiling (plus the planner's gather and the budget's pacing).
         for i, gap in enumerate(gaps[:6]):
-            ceiling = min(120.0, 2.0**i)
+            ceiling = min(120.0, 2.0 ** (i + 1))
             assert ceiling / 2 <= gap <= ceiling + 7, (i, gaps)
         snapshots = len(snap.calls)
         mint.states[Y1] = MintState.SPENT  # changed while we were away; no notification
@@ -687,6 +712,54 @@ def test_a_failed_snapshot_is_retried_and_unknown_meanwhile() -> None:
         assert m.live.fresh_state(Y1) is MintState.UNSPENT
 
     _run(scenario)
+
+
+def test_a_resubscribed_y_is_unknown_until_confirmed_under_its_new_subscription() -> None:
+    async def scenario(
+        mint: FakeWsMint,
+        m: WatchManager,
+        rec: Recorder,
+        obs: CountingObserver,
+        snap: StatesSnapshot,
+    ) -> None:
+        ys = random_ys(4)
+        m.watch(ys)
+        await _settle(m, 5)
+        assert m.live.fresh_state(ys[0]) is MintState.UNSPENT
+        snap.fail = RuntimeError("no snapshots now")
+        m.unwatch(ys[1:])  # 3 of 4 gone: the subscription is rebuilt around ys[0]
+        await _settle(m, 10)
+        assert obs.counts["sent:unsubscribe"] == 1
+        assert obs.counts["sent:subscribe"] == 2
+        assert m.is_watched(ys[0])
+        assert not m.live.fresh(ys[0])  # CDK said nothing, the snapshot failed: unknown
+        snap.fail = None
+        await _settle(m, 15)
+        assert m.live.fresh_state(ys[0]) is MintState.UNSPENT
+
+    _run(scenario, mint=FakeWsMint(cdk=True))
+
+
+def test_a_mint_dropping_every_connection_young_gets_exponentially_fewer_attempts() -> None:
+    async def scenario(
+        mint: FakeWsMint,
+        m: WatchManager,
+        rec: Recorder,
+        obs: CountingObserver,
+        snap: StatesSnapshot,
+    ) -> None:
+        m.watch([Y1])
+        await asyncio.sleep(600)
+        # Every connection dies 2 s after its last message. Reconnecting each time after a
+        # second's jitter would mean ~100 connects; the backoff doubles up to 120 s instead.
+        assert 6 <= mint.connects <= 16
+
+    _run(
+        scenario,
+        mint=FakeWsMint(idle_timeout_s=2),
+        keepalive_s=400,
+        mint_idle_timeout_s=1000,
+    )
 
 
 def test_unwatch_forgets_the_state_and_unsubscribes() -> None:

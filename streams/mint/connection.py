@@ -197,6 +197,7 @@ class WatchConnection:
         self.slots_used: set[str] = set()
         self.full = False  # the mint refused a subscribe here: place nothing more on it
         self.last_sent = -float("inf")
+        self.opened_at = -float("inf")
         self._routes: dict[str, frozenset[str]] = {}  # subIds notifications may name
         self._retired: set[str] = set()  # unsubscribed: late notifications are not errors
         self._pending: dict[int, asyncio.Future[nut17.Message]] = {}
@@ -207,6 +208,10 @@ class WatchConnection:
         self._state = "new"  # new | open | closed
         self._keepalive_sub = nut17.new_sub_id(self._rng)
         self._keepalive_on = False
+
+    @property
+    def keepalive_sub(self) -> str:
+        return self._keepalive_sub
 
     @property
     def alive(self) -> bool:
@@ -223,6 +228,7 @@ class WatchConnection:
         self.last_sent = self._clock()
         self._transport = await self._connect(self.url)
         self._state = "open"
+        self.opened_at = self._clock()
         self._tasks = [
             asyncio.create_task(self._read_loop()),
             asyncio.create_task(self._keepalive_loop()),

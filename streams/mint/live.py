@@ -5,9 +5,9 @@ alive and subscribed, but silence proves nothing: CDK sends no initial notificat
 never saw and drops notifications under bursts, and any socket can die unnoticed for a while. So
 a state counts as known truth only if
 
-- it was *confirmed* (by a notification, or by a checkstate snapshot taken after the
-  subscription was acknowledged) on the connection session that watches the Y now,
-- that session is still alive, and
+- it was *confirmed* (by a notification, or by a checkstate snapshot) while the subscription
+  that watches the Y now was in place: a change after that would have been notified,
+- that subscription's connection is still alive, and
 - the confirmation is at most `max_age_s` old (which bounds what a dropped notification or a
   silently dead socket can hide).
 
@@ -42,20 +42,24 @@ class LiveState:
     confirmed_at: float  # monotonic clock
     learned_at: datetime  # wall clock, for events
     via: Via
-    session: int  # the connection session the Y was watched on when confirmed
+    subscription: str  # the subId that watched the Y when it was confirmed
 
 
-SessionOf = Callable[[str], int | None]
-"""The live session watching a Y now (subscribed and acknowledged), or None."""
+SubscriptionOf = Callable[[str], str | None]
+"""The subscription (subId) watching a Y now on a live connection, or None."""
 
 
 class LiveStates:
     """Read-only for callers; the WatchManager feeds it."""
 
     def __init__(
-        self, session_of: SessionOf, *, default_max_age_s: float, clock: Clock | None = None
+        self,
+        subscription_of: SubscriptionOf,
+        *,
+        default_max_age_s: float,
+        clock: Clock | None = None,
     ) -> None:
-        self._session_of = session_of
+        self._subscription_of = subscription_of
         self._clock = clock or time.monotonic
         self.default_max_age_s = default_max_age_s
         self._states: dict[str, LiveState] = {}
@@ -77,8 +81,8 @@ class LiveStates:
         limit = self.default_max_age_s if max_age_s is None else max_age_s
         if self._clock() - known.confirmed_at > limit:
             return None
-        if self._session_of(y) != known.session:
-            return None  # its connection closed (or it moved) since: nothing is known now
+        if self._subscription_of(y) != known.subscription:
+            return None  # its connection closed, or it was resubscribed: nothing is known now
         return known.state
 
     def fresh_states(
@@ -100,12 +104,19 @@ class LiveStates:
 
     # --- fed by the manager --------------------------------------------------------------------
 
-    def confirm(self, y: str, state: MintState, *, via: Via, session: int, at: datetime) -> bool:
-        """Record a state learned on `session`; False if refused as stale (SPENT is final)."""
+    def is_stale(self, y: str, state: MintState) -> bool:
+        """Would `state` contradict what is final (SPENT) for `y`?"""
         known = self._states.get(y)
-        if known is not None and known.state is MintState.SPENT and state is not MintState.SPENT:
+        return known is not None and known.state is MintState.SPENT and state is not known.state
+
+    def confirm(
+        self, y: str, state: MintState, *, via: Via, subscription: str, at: datetime
+    ) -> bool:
+        """Record a state learned while `subscription` watched `y`; False if refused as stale
+        (SPENT is final)."""
+        if self.is_stale(y, state):
             return False
-        self._states[y] = LiveState(state, self._clock(), at, via, session)
+        self._states[y] = LiveState(state, self._clock(), at, via, subscription)
         return True
 
     def forget(self, ys: Iterable[str]) -> None:

@@ -6,14 +6,15 @@ one paced message at a time (wspacing.py), over a few connections (connection.py
 every state it learns to `on_state(y, state, at, via)`.
 
 Silence proves nothing (a mint may skip initial states and drop notifications; a socket may die
-unnoticed), so after every subscribe, and every `snapshot_interval_s` for all watched Ys, it asks
-the mint through `snapshot(ys)` (the gateway's checkstate, on the sweep's budget share) and
-reports those states too. `live` tells which states are known truth now (live.py).
+unnoticed), so shortly after every subscribe, and every `snapshot_interval_s` for all watched Ys,
+it asks the mint through `snapshot(ys)` (the gateway's checkstate, on the sweep's budget share;
+snapshots.py) and reports those states too. `live` tells which states are known truth now.
 
-Failures are expected: a lost connection is replaced after a jittered exponential backoff, its
-Ys count as unwatched (unknown) until resubscribed and confirmed again; a refused subscribe marks
-the connection full and backs off; a mint that does not advertise NUT-17 proof_state is not
-watched at all (`start` returns False) and the sweep alone covers it.
+Failures are expected: a lost connection is replaced after a jittered delay, its Ys count as
+unwatched (unknown) until resubscribed and confirmed again; connect failures, refused subscribes
+and connections that die young back off exponentially until a connection stays up `STABLE_S`;
+a mint that does not advertise NUT-17 proof_state is not watched at all (`start` returns False)
+and the sweep alone covers it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ from streams.mint.health import call_safely
 from streams.mint.live import LiveStates, Via
 from streams.mint.pacing import Clock, LimiterSpec
 from streams.mint.protocol import INFO_PATH, advertised_limit, normalise_mint_url
+from streams.mint.snapshots import SnapshotQueue
 from streams.mint.watchconfig import NullWatchObserver, WatchConfig, WatchObserver
 from streams.mint.watchplan import (
-    Close,
     Open,
     PlanLimits,
     Rebuild,
@@ -68,6 +69,8 @@ StateCallback = Callable[[str, MintState, datetime, Via], None]
 Snapshot = Callable[[list[str]], Awaitable[Mapping[str, MintState]]]
 """snapshot(ys) -> {y: state}: the mint's current states (NUT-07 checkstate); may raise."""
 
+# A connection that stayed up this long proves the mint takes us: failures are forgiven.
+STABLE_S = 60.0
 _INFO_TIMEOUT_S = 5.0
 _HEX = frozenset("0123456789abcdef")
 
@@ -89,7 +92,7 @@ class WatchManager:
         rng: random.Random | None = None,
     ) -> None:
         self.mint_url = normalise_mint_url(mint_url)
-        self.config = config or WatchConfig()
+        self.config = cfg = config or WatchConfig()
         self._ws_url = nut17.ws_url(self.mint_url)
         self._snapshot = snapshot
         self._on_state = on_state
@@ -98,7 +101,6 @@ class WatchManager:
         self._clock = clock or time.monotonic
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._rng = rng or random.Random()
-        cfg = self.config
         limiter = LimiterSpec(
             model=cfg.limiter_model,
             limit=cfg.limiter_limit,
@@ -113,24 +115,27 @@ class WatchManager:
             clock=self._clock,
         )
         self.live = LiveStates(
-            self._session_of, default_max_age_s=cfg.fresh_max_age_s, clock=self._clock
+            self._subscription_of, default_max_age_s=cfg.fresh_max_age_s, clock=self._clock
         )
         self.supported: bool | None = None  # None: not known yet (start not called, or failed)
         self._per_message = cfg.filters_per_message
         self._wanted = WantedSet()
         self._target: list[str] = []
         self._target_set: set[str] = set()
-        self._home: dict[str, WatchConnection] = {}  # watched Y -> the connection watching it
+        # Watched Y -> the connection and subscription (subId) watching it, once acknowledged.
+        self._home: dict[str, tuple[WatchConnection, str]] = {}
         self._conns: dict[int, WatchConnection] = {}
         self._opening = 0
         self._lost = 0  # connections lost and not yet replaced
         self._failures = 0
         self._not_before = -math.inf
         self._changed = asyncio.Event()
-        self._to_confirm: dict[str, None] = {}  # newly subscribed Ys, in order
-        self._periodic: dict[str, None] = {}
-        self._confirm_due = math.inf
-        self._next_periodic = math.inf
+        self._snapshots = SnapshotQueue(
+            interval_s=cfg.snapshot_interval_s,
+            delay_s=cfg.snapshot_delay_s,
+            batch_size=cfg.snapshot_batch_size,
+            clock=self._clock,
+        )
         self._snapshot_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
@@ -146,12 +151,7 @@ class WatchManager:
         or /v1/info could not be read (`supported` is then False or None; call again later).
         """
         if self._tasks or self._closed:
-            return bool(self.supported)
-        if self._connect is None:
-            self._http = aiohttp.ClientSession()
-            self._connect = aiohttp_connector(
-                self._http, ping_interval_s=self.config.ping_interval_s, headers=self._headers
-            )
+            return bool(self._tasks)
         if info is None:
             info = await self._fetch_info()
             if info is None:
@@ -163,7 +163,13 @@ class WatchManager:
         advertised = advertised_limit(info)  # Nutshell's cap on filters per message, too
         if advertised is not None:
             self._per_message = max(2, min(self._per_message, advertised))
-        self._next_periodic = self._clock() + self.config.snapshot_interval_s
+        if self._connect is None:
+            self._connect = aiohttp_connector(
+                self._http_session(),
+                ping_interval_s=self.config.ping_interval_s,
+                headers=dict(self.config.headers),
+            )
+        self._snapshots.start()
         self._tasks = [
             asyncio.create_task(self._run_forever(self._step, "planner")),
             asyncio.create_task(self._run_forever(self._snapshot_step, "snapshot")),
@@ -194,14 +200,21 @@ class WatchManager:
     @property
     def watched(self) -> int:
         """Ys subscribed and acknowledged on a live connection now."""
-        return len(self._home)
+        return sum(1 for conn, _ in self._home.values() if conn.alive)
 
     @property
     def connections(self) -> int:
         return len(self._conns)
 
     def is_watched(self, y: str) -> bool:
-        return self._session_of(y.lower()) is not None
+        return self._subscription_of(y.lower()) is not None
+
+    def layout(self) -> dict[int, list[int]]:
+        """Per open connection, the sizes of its subscriptions (for metrics and debugging)."""
+        return {
+            session: sorted(len(ys) for ys in conn.subscriptions.values())
+            for session, conn in self._conns.items()
+        }
 
     async def close(self) -> None:
         if self._closed:
@@ -218,25 +231,29 @@ class WatchManager:
 
     # --- the target ------------------------------------------------------------------------------
 
-    def _session_of(self, y: str) -> int | None:
-        conn = self._home.get(y)
-        return conn.session if conn is not None and conn.alive else None
+    def _subscription_of(self, y: str) -> str | None:
+        home = self._home.get(y)
+        return home[1] if home is not None and home[0].alive else None
 
     def _refresh_target(self) -> None:
         target = self._wanted.top(self.config.max_filters_per_mint)
         if target is self._target:
             return
-        self._target, self._target_set = target, set(target)
-        self._drop([y for y in self._home if y not in self._target_set])
+        new = set(target)
+        gone = [y for y in self._target_set if y not in new]
+        self._target, self._target_set = target, new
+        self._drop(gone)
 
     def _drop(self, ys: list[str]) -> None:
         """`ys` are no longer watched: their states are no longer known here."""
-        for y in ys:
-            self._home.pop(y, None)
-            self._to_confirm.pop(y, None)
-            self._periodic.pop(y, None)
+        self._unhome(ys)
+        self._snapshots.drop(ys)
         self.live.forget(ys)
         self._target_set.difference_update(ys)
+
+    def _unhome(self, ys: Iterable[str]) -> None:
+        for y in ys:
+            self._home.pop(y, None)
 
     # --- the planner's loop ----------------------------------------------------------------------
 
@@ -260,8 +277,9 @@ class WatchManager:
             max_subscriptions_per_connection=cfg.max_subscriptions_per_connection,
             rebuild_dead_fraction=cfg.rebuild_dead_fraction,
         )
-        placed = {y: conn.session for y, conn in self._home.items() if conn.alive}
-        return plan(self._target, placed, list(self._conns.values()), limits, opening=self._opening)
+        placed = {y: conn.session for y, (conn, _) in self._home.items() if conn.alive}
+        conns = list(self._conns.values())
+        return plan(self._target, placed, conns, limits, opening=self._opening)
 
     async def _step(self) -> None:
         step = self._plan()
@@ -279,10 +297,10 @@ class WatchManager:
         self._report_gauges()
 
     def _gate(self, step: Step) -> float:
-        """Seconds to wait before `step` (backoff after failures; tidying never waits)."""
-        if isinstance(step, Unsubscribe | Close):
-            return 0.0
-        return max(0.0, self._not_before - self._clock())
+        """Seconds to wait before `step`: the backoff (tidying up never waits for it)."""
+        if isinstance(step, Open | Subscribe | Rebuild | Recycle):
+            return max(0.0, self._not_before - self._clock())
+        return 0.0
 
     async def _wait_for_change(self, timeout: float | None) -> None:
         with contextlib.suppress(TimeoutError):
@@ -306,10 +324,9 @@ class WatchManager:
             self._unhome(step.ys)  # unknown until subscribed again
             if await self._unsubscribe(conn, step.sub_id):
                 await self._subscribe(conn, step.ys)
-        elif isinstance(step, Recycle):
-            call_safely(self._observer.reconnect, self.mint_url, reason="recycle")
-            await self._discard(conn)
-        else:
+        else:  # Recycle or Close
+            if isinstance(step, Recycle):
+                call_safely(self._observer.reconnect, self.mint_url, reason="recycle")
             await self._discard(conn)
 
     async def _open(self) -> None:
@@ -342,13 +359,13 @@ class WatchManager:
             call_safely(self._observer.reconnect, self.mint_url, reason="lost")
 
     async def _subscribe(self, conn: WatchConnection, ys: tuple[str, ...]) -> None:
-        wanted = [y for y in ys if y in self._target_set and self._session_of(y) is None]
+        wanted = [y for y in ys if y in self._target_set and self._subscription_of(y) is None]
         if not wanted:
             return
         try:
-            await conn.subscribe(wanted)
+            sub_id = await conn.subscribe(wanted)
         except MessageDropped:
-            self._back_off()  # the budget keeps quiet for a window; try again after
+            self._back_off()  # the budget keeps a quiet window; then this is tried again
             return
         except RequestRefused as exc:
             log.info("watch of %s: subscribe refused (%d); backing off", self.mint_url, exc.code)
@@ -358,12 +375,10 @@ class WatchManager:
             return
         except WatchRequestError:
             return  # the connection is gone; the hooks saw to it
-        self._failures = 0
-        for y in wanted:
-            if y in self._target_set:
-                self._home[y] = conn
-                self._to_confirm[y] = None
-        self._confirm_due = self._clock() + self.config.snapshot_delay_s
+        placed = [y for y in wanted if y in self._target_set]
+        for y in placed:
+            self._home[y] = (conn, sub_id)
+        self._snapshots.subscribed(placed)
         self._snapshot_wake.set()
 
     async def _unsubscribe(self, conn: WatchConnection, sub_id: str) -> bool:
@@ -381,44 +396,48 @@ class WatchManager:
 
     async def _discard(self, conn: WatchConnection) -> None:
         self._conns.pop(conn.session, None)
-        self._unhome([y for y, c in self._home.items() if c is conn])
+        self._unhome([y for y, (c, _) in self._home.items() if c is conn])
         await conn.close()
 
-    def _unhome(self, ys: Iterable[str]) -> None:
-        for y in ys:
-            self._home.pop(y, None)
-
     def _back_off(self) -> None:
+        now = self._clock()
+        if any(now - c.opened_at >= STABLE_S for c in self._conns.values()):
+            self._failures = 0  # the mint has been taking us: this is a fresh failure
         self._failures += 1
         cfg = self.config
         ceiling = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** (self._failures - 1))
-        self._not_before = self._clock() + self._rng.uniform(ceiling / 2, ceiling)
+        self._not_before = now + self._rng.uniform(ceiling / 2, ceiling)
 
     # --- what connections report -----------------------------------------------------------------
 
     def _connection_lost(self, conn: WatchConnection) -> None:
         if self._conns.pop(conn.session, None) is None:
             return
-        self._unhome([y for y, c in self._home.items() if c is conn])
+        self._unhome([y for y, (c, _) in self._home.items() if c is conn])
         self._lost += 1
-        # Whoever else watches this mint lost it too: spread the reconnects.
-        delay = self._rng.uniform(0, self.config.backoff_initial_s)
-        self._not_before = max(self._not_before, self._clock() + delay)
+        if self._clock() - conn.opened_at < STABLE_S:
+            self._back_off()  # dying young: do not hammer the mint with reconnects
+        else:
+            # Whoever else watches this mint lost it too: spread the reconnects.
+            delay = self._rng.uniform(0, self.config.backoff_initial_s)
+            self._not_before = max(self._not_before, self._clock() + delay)
         log.info(
             "watch of %s: connection lost; %d Ys unwatched until reconnected",
             self.mint_url,
-            len(self._target_set) - len(self._home),
+            len(self._target_set) - self.watched,
         )
         self._changed.set()
         self._report_gauges()
 
-    def _learn(self, y: str, state: MintState, via: Via, session: int) -> None:
+    def _learn(self, y: str, state: MintState, via: Via, subscription: str | None) -> None:
         if y not in self._target_set:
             return  # not watched (any more): not ours to report
-        at = self._wall_clock()
-        if not self.live.confirm(y, state, via=via, session=session, at=at):
+        if self.live.is_stale(y, state):
             call_safely(self._observer.rejected, self.mint_url, reason="state after SPENT")
             return
+        at = self._wall_clock()
+        if subscription is not None:
+            self.live.confirm(y, state, via=via, subscription=subscription, at=at)
         if via is Via.NOTIFICATION:
             call_safely(self._observer.notification, self.mint_url, state=state)
         call_safely(self._on_state, y, state, at, via)
@@ -428,22 +447,21 @@ class WatchManager:
             self._observer.gauges,
             self.mint_url,
             wanted=len(self._wanted),
-            watched=len(self._home),
+            watched=self.watched,
             connections=len(self._conns),
         )
 
     # --- snapshots -------------------------------------------------------------------------------
 
     async def _snapshot_step(self) -> None:
-        now = self._clock()
-        if now >= self._next_periodic:
-            self._next_periodic = now + self.config.snapshot_interval_s
-            self._periodic.update(dict.fromkeys(y for y in self._target if y in self._home))
-        batch = self._snapshot_batch(now)
+        batch = self._snapshots.next_batch(
+            lambda y: self._subscription_of(y) is not None,
+            lambda: [y for y in self._target if self._subscription_of(y) is not None],
+        )
         if not batch:
-            due = min(self._next_periodic, self._confirm_due if self._to_confirm else math.inf)
             self._snapshot_wake.clear()
-            timeout = None if math.isinf(due) else max(MIN_SLEEP_S, due - now)
+            wait = self._snapshots.wait_s()
+            timeout = None if wait is None else max(MIN_SLEEP_S, wait)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._snapshot_wake.wait(), timeout)
             return
@@ -451,32 +469,16 @@ class WatchManager:
         if retry_in is not None:
             await asyncio.sleep(retry_in)
 
-    def _snapshot_batch(self, now: float) -> list[str]:
-        size = self.config.snapshot_batch_size
-        batch: list[str] = []
-        queues = [self._periodic]
-        if now >= self._confirm_due:
-            queues.insert(0, self._to_confirm)
-        for queue in queues:
-            while queue and len(batch) < size:
-                y = next(iter(queue))
-                del queue[y]
-                if self._session_of(y) is not None:
-                    batch.append(y)
-        return batch
-
     async def _take_snapshot(self, batch: list[str]) -> float | None:
         """Snapshot `batch`; None if done, else seconds to wait before trying again."""
-        sessions = {y: self._session_of(y) for y in batch}
+        watching = {y: self._subscription_of(y) for y in batch}
         try:
             states = await self._snapshot(batch)
         except Exception as exc:
             outcome = str(getattr(exc, "code", type(exc).__name__))
             log.info("watch of %s: snapshot of %d Ys failed: %s", self.mint_url, len(batch), exc)
             call_safely(self._observer.snapshot, self.mint_url, ys=len(batch), outcome=outcome)
-            # Back in line, first: they are still unconfirmed.
-            self._to_confirm = dict.fromkeys(batch) | self._to_confirm
-            self._confirm_due = min(self._confirm_due, self._clock())
+            self._snapshots.failed(batch)
             # The gateway says when its budget allows the next request (MintRateLimited).
             hint = getattr(exc, "retry_after", None)
             retry = self.config.snapshot_retry_s
@@ -485,24 +487,26 @@ class WatchManager:
             return max(MIN_SLEEP_S, retry)
         call_safely(self._observer.snapshot, self.mint_url, ys=len(batch), outcome="ok")
         for y in batch:
-            state, session = states.get(y), sessions[y]
-            # Only what was read while the Y's subscription was up says anything about now.
-            still_up = session is not None and self._session_of(y) == session
-            if isinstance(state, MintState) and still_up:
-                assert session is not None
-                self._learn(y, state, Via.SNAPSHOT, session)
+            state, subscription = states.get(y), watching[y]
+            # Only what was read while the Y's subscription stood says anything about now.
+            if isinstance(state, MintState) and subscription == self._subscription_of(y):
+                self._learn(y, state, Via.SNAPSHOT, subscription)
         return None
+
+    # --- /v1/info --------------------------------------------------------------------------------
+
+    def _http_session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
 
     async def _fetch_info(self) -> Mapping[str, Any] | None:
         try:
-            async with (
-                aiohttp.ClientSession() as http,
-                http.get(
-                    self.mint_url + INFO_PATH,
-                    timeout=aiohttp.ClientTimeout(total=_INFO_TIMEOUT_S),
-                    headers=self._headers,
-                ) as response,
-            ):
+            async with self._http_session().get(
+                self.mint_url + INFO_PATH,
+                timeout=aiohttp.ClientTimeout(total=_INFO_TIMEOUT_S),
+                headers=dict(self.config.headers),
+            ) as response:
                 if response.status != 200:
                     raise ValueError(f"HTTP {response.status}")
                 info = await response.json()
@@ -510,10 +514,6 @@ class WatchManager:
             log.warning("watch of %s: could not read /v1/info: %r", self.mint_url, exc)
             return None
         return info if isinstance(info, dict) else None
-
-    @property
-    def _headers(self) -> dict[str, str]:
-        return dict(self.config.headers)
 
 
 class _Hooks:
@@ -523,12 +523,14 @@ class _Hooks:
         self._m = manager
 
     def notified(self, conn: WatchConnection, note: nut17.Notification) -> None:
-        m = self._m
-        home = m._home.get(note.y)
-        # A subscription's first states may come before its acknowledgement: they are confirmed
-        # on this connection, and count once the subscribe is acknowledged here.
-        session = home.session if home is not None and home.alive else conn.session
-        m._learn(note.y, note.state, Via.NOTIFICATION, session)
+        # Any notification is the mint's truth when it was sent; it confirms the Y for the
+        # subscription watching it now. A Y not placed yet is being subscribed: its first
+        # states may precede the acknowledgement, and count once its subscription is placed.
+        current = self._m._subscription_of(note.y)
+        if current is None and note.sub_id == conn.keepalive_sub:
+            self._m._learn(note.y, note.state, Via.NOTIFICATION, None)
+            return
+        self._m._learn(note.y, note.state, Via.NOTIFICATION, current or note.sub_id)
 
     def rejected(self, conn: WatchConnection, reason: str) -> None:
         log.debug("watch of %s: rejected: %s", self._m.mint_url, reason)

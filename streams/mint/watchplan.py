@@ -57,9 +57,12 @@ class WantedSet:
 
     def add(self, ys: Iterable[str], tier: Tier, score: float) -> None:
         for y in ys:
-            seq = self._keys[y][2] if y in self._keys else next(self._order)
+            known = self._keys.get(y)
+            if known is not None and known[:2] == (int(tier), -score):
+                continue  # unchanged: the ranking stays valid
+            seq = known[2] if known is not None else next(self._order)
             self._keys[y] = (int(tier), -score, seq)
-        self._top = None
+            self._top = None
 
     def remove(self, ys: Iterable[str]) -> list[str]:
         removed = [y for y in ys if self._keys.pop(y, None) is not None]
