@@ -1,7 +1,10 @@
-"""Talking to mints: one paced, coalescing, validating NUT-07 gateway per allow-listed mint URL."""
+"""Talking to mints: one paced, coalescing, validating NUT-07 gateway per allow-listed mint URL,
+and a live NUT-17 proof-state watch per mint that advertises it (WatchManager)."""
 
 from streams.mint.cache import SeenState
 from streams.mint.gateway import MintGateway, SweepAllowance
+from streams.mint.live import LiveState, LiveStates, Via
+from streams.mint.nut17 import supports_proof_state
 from streams.mint.observer import (
     GatewayObserver,
     HealthListener,
@@ -11,16 +14,30 @@ from streams.mint.observer import (
 )
 from streams.mint.protocol import normalise_mint_url
 from streams.mint.registry import MintGateways
+from streams.mint.watch import Snapshot, StateCallback, WatchManager
+from streams.mint.watchconfig import NullWatchObserver, WatchConfig, WatchObserver
+from streams.mint.watchplan import Tier
 
 __all__ = [
     "GatewayObserver",
     "HealthListener",
+    "LiveState",
+    "LiveStates",
     "MintGateway",
     "MintGateways",
     "MintHealth",
     "NullObserver",
+    "NullWatchObserver",
     "RequestOutcome",
     "SeenState",
+    "Snapshot",
+    "StateCallback",
     "SweepAllowance",
+    "Tier",
+    "Via",
+    "WatchConfig",
+    "WatchManager",
+    "WatchObserver",
     "normalise_mint_url",
+    "supports_proof_state",
 ]
