@@ -157,7 +157,8 @@ def test_responses_and_errors_carry_their_request_id() -> None:
 def test_proof_state_support_is_read_from_info() -> None:
     assert nut17.supports_proof_state(NUTSHELL_INFO)
     quotes_only = {"nuts": {"17": {"supported": [{"commands": ["bolt11_mint_quote"]}]}}}
-    for info in (quotes_only, {"nuts": {"7": {"supported": True}}}, {"nuts": []}, None, []):
+    infos: list[object] = [quotes_only, {"nuts": {"7": {"supported": True}}}, {"nuts": []}, None]
+    for info in infos:
         assert not nut17.supports_proof_state(info)
 
 

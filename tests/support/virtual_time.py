@@ -40,7 +40,8 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self, start: float = 1000.0) -> None:
         super().__init__()
         self.now = start
-        self._selector = _JumpingSelector(self._selector, self)  # type: ignore[has-type,assignment]
+        real: Any = self._selector  # type: ignore[has-type]
+        self._selector = _JumpingSelector(real, self)
 
     def time(self) -> float:
         return self.now
