@@ -18,6 +18,7 @@ APT_PACKAGES := kcat:kcat docker-compose:docker-compose chromium:chromium protoc
                 shellcheck:shellcheck
 
 .PHONY: help venv sysdeps stack-up stack-down stack-status stack-clean topics test test-fast lint \
+        test-hostile test-node \
         fmt demo bench schemas constraints clean
 
 help:
@@ -65,6 +66,17 @@ topics: stack-up
 
 test: venv sysdeps stack-up
 	$(BIN)/pytest -p no:cacheprovider
+	$(MAKE) test-node
+
+# The Node.js client (clients/typescript): install from its lockfile, build, check its copy of
+# schemas/ and the types generated from them, run its tests (they start their own worker).
+test-node: venv stack-up
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run build && npm run check:types && npm test
+
+# The hostile-input campaign alone, five times larger than in `make test` (10,000 messages).
+test-hostile: venv stack-up
+	PROOFRECON_HOSTILE_MESSAGES=$${PROOFRECON_HOSTILE_MESSAGES:-10000} \
+	  $(BIN)/pytest -p no:cacheprovider -s tests/test_hostile_campaign.py
 
 test-fast: venv
 	$(BIN)/pytest -m "not stack and not slow"

@@ -190,8 +190,13 @@ def latency_query(db: str, since: datetime, mint: str | None) -> Query:
     )
 
 
-def export_query(db: str, table: str, since: datetime) -> Query:
-    return Query(EXPORTS[check_table(table)].replace("{db}", db), {"since": since})
+# An export is one HTTP body held in memory: bounded, so one call cannot exhaust the worker.
+EXPORT_MAX_ROWS = 1_000_000
+
+
+def export_query(db: str, table: str, since: datetime, max_rows: int = EXPORT_MAX_ROWS) -> Query:
+    sql = EXPORTS[check_table(table)].replace("{db}", db) + " LIMIT {max_rows:UInt64}"
+    return Query(sql, {"since": since, "max_rows": max_rows})
 
 
 # --- JSON shaping (pure) -----------------------------------------------------------------------

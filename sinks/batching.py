@@ -10,7 +10,10 @@ No double counting rests on three facts (DESIGN.md, "ClickHouse"):
 2. after a restart the first batch of a partition is re-cut to exactly the recorded range
    (`plan_resume` + forced cuts), whatever the size/time limits are now;
 3. the insert carries a token derived from the range and the raw bytes (`batch_token`), so the
-   replay is dropped by the raw table and by every materialized-view target.
+   replay is dropped by the raw table and by every materialized-view target. A re-cut batch
+   carries the token *recorded* for its range, not one computed again: on a compacted topic the
+   replayed range may hold fewer records than the insert did, and a new token would let its
+   survivors in a second time (review finding 22).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import zlib
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from operator import attrgetter
@@ -178,6 +181,8 @@ class ResumePlan:
     kind: ResumeKind
     seek_to: int | None  # where to position the consumer; None = the committed/reset position
     cuts: tuple[int, ...]  # last offsets the next batches must end at, in order
+    # (first, last) of a recorded range -> the token its insert carried (the first recorded).
+    tokens: Mapping[tuple[int, int], str] = field(default_factory=dict)
 
 
 def plan_resume(
@@ -198,13 +203,11 @@ def plan_resume(
     Ranges outside the partition's log `[log_start, log_end)` are ignored: deleted by retention,
     or left over from a topic that was deleted and created again.
     """
-    ranges = sorted(
-        {
-            (r.first_offset, r.last_offset)
-            for r in recorded
-            if r.first_offset >= log_start and r.last_offset < log_end
-        }
-    )
+    tokens: dict[tuple[int, int], str] = {}
+    for r in recorded:
+        if r.first_offset >= log_start and r.last_offset < log_end:
+            tokens.setdefault((r.first_offset, r.last_offset), r.token)
+    ranges = sorted(tokens)
     seek_to: int | None = None
     if committed is None:
         if not ranges:
@@ -228,7 +231,7 @@ def plan_resume(
         position = last + 1
     if kind is ResumeKind.FRESH and cuts:
         kind = ResumeKind.RECUT
-    return ResumePlan(kind, seek_to, tuple(cuts))
+    return ResumePlan(kind, seek_to, tuple(cuts), tokens)
 
 
 @dataclass(slots=True)
@@ -239,6 +242,7 @@ class _PartitionBuffer:
     oldest_at: float | None = None
     cuts: deque[int] = field(default_factory=deque)
     position: int | None = None  # the consumer's next offset, when known
+    tokens: Mapping[tuple[int, int], str] = field(default_factory=dict)
 
 
 class Batcher:
@@ -251,9 +255,18 @@ class Batcher:
         self.max_wait_s = max_wait_s
         self._parts: dict[TopicPartition, _PartitionBuffer] = {}
 
-    def assign(self, tp: TopicPartition, start: int | None, cuts: Iterable[int] = ()) -> None:
-        """Start (or restart) a partition at offset `start` with forced cut points."""
-        self._parts[tp] = _PartitionBuffer(next_start=start, cuts=deque(sorted(cuts)))
+    def assign(
+        self,
+        tp: TopicPartition,
+        start: int | None,
+        cuts: Iterable[int] = (),
+        tokens: Mapping[tuple[int, int], str] | None = None,
+    ) -> None:
+        """Start (or restart) a partition at offset `start` with forced cut points, and the
+        recorded tokens of the ranges they re-cut."""
+        self._parts[tp] = _PartitionBuffer(
+            next_start=start, cuts=deque(sorted(cuts)), tokens=dict(tokens or {})
+        )
 
     def revoke(self, tp: TopicPartition) -> None:
         self._parts.pop(tp, None)
@@ -354,6 +367,8 @@ class Batcher:
         offsets, part.offsets = part.offsets[:n], part.offsets[n:]
         values, part.values = part.values[:n], part.values[n:]
         batch = Batch(tp, part.next_start, end, offsets, values, forced)
+        if forced:
+            batch._token = part.tokens.get((part.next_start, end))
         part.next_start = end + 1
         part.oldest_at = now if part.offsets else None
         return batch

@@ -160,7 +160,7 @@ class ClickHouseStore:
         if self._username is not None:
             kwargs["username"] = self._username
         if self._password is not None:
-            kwargs["password"] = self._password
+            kwargs["password"] = self._password.get_secret_value()
         return clickhouse_connect.get_client(dsn=self.url, **kwargs)
 
     def _call(self, fn: Callable[[Any], T]) -> T:

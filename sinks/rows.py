@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
 from operator import itemgetter
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 
 from pydantic import (
     AwareDatetime,
@@ -45,6 +45,18 @@ from pydantic import (
 from typing_extensions import TypedDict
 
 from sinks.batching import RecordLike
+from streams.domain import (
+    Action,
+    BlockCode,
+    DbStatus,
+    DiscrepancyType,
+    Lifecycle,
+    MintState,
+    Severity,
+    Source,
+    Verdict,
+)
+from streams.mint.protocol import normalise_mint_url
 
 # --- field types (mirror streams.models without per-record Python validators) ------------------
 
@@ -61,25 +73,16 @@ Count = Annotated[int, Field(strict=True, ge=0, le=2**32 - 1)]
 # The contract's timestamps are ISO-8601 with a zone or epoch milliseconds.
 Timestamp = AwareDatetime | Annotated[int, Field(strict=True, ge=0, le=2**53)]
 
-DiscrepancyTypeLit = Literal[
-    "DB_UNSPENT_MINT_SPENT",
-    "DB_SPENT_MINT_UNSPENT",
-    "DB_PENDING_MINT_SPENT",
-    "PROOF_NOT_IN_DB",
-    "DB_UNSPENT_MINT_PENDING",
-    "DB_PENDING_MINT_UNSPENT",
-    "DB_SPENT_MINT_PENDING",
-]
-SeverityLit = Literal["HIGH", "MEDIUM", "LOW"]
-DbStatusLit = Literal["unspent", "pending", "spent"]
-MintStateLit = Literal["UNSPENT", "PENDING", "SPENT"]
-ActionLit = Literal["MARK_SPENT", "INVESTIGATE", "AUDIT", "MONITOR"]
-SourceLit = Literal["preflight", "sweep", "subscription", "validate"]
-LifecycleLit = Literal["OPENED", "RESOLVED"]
-VerdictLit = Literal["CLEARED", "CLEARED_AFTER_RECONCILIATION", "BLOCKED"]
-BlockCodeLit = Literal[
-    "HIGH_SEVERITY_DISCREPANCIES", "MINT_UNAVAILABLE", "INVALID_REQUEST", "DEADLINE_EXCEEDED"
-]
+# Enumerations are the domain's own (streams.domain): one definition, here as in the contract.
+DiscrepancyTypeLit = DiscrepancyType
+SeverityLit = Severity
+DbStatusLit = DbStatus
+MintStateLit = MintState
+ActionLit = Action
+SourceLit = Source
+LifecycleLit = Lifecycle
+VerdictLit = Verdict
+BlockCodeLit = BlockCode
 
 _IGNORE_EXTRA = ConfigDict(extra="ignore")
 
@@ -207,7 +210,7 @@ def _ts(column: str) -> str:
 
 
 def _enum(column: str, literal: Any) -> str:
-    return f"{column} IN ({', '.join(sql_string(v) for v in get_args(literal))})"
+    return f"{column} IN ({', '.join(sql_string(v.value) for v in literal)})"
 
 
 def _nullable(check: str, column: str) -> str:
@@ -395,7 +398,8 @@ def epoch_ms(value: datetime | int) -> int:
 
 
 def _mint(url: str) -> str:
-    return url.rstrip("/")
+    # Events are normalised at the contract edge; older ones may not be (README, "Migration").
+    return normalise_mint_url(url)
 
 
 def _col(rows: Sequence[Row], name: str) -> list[Any]:

@@ -599,7 +599,7 @@ class ClickHouseSinkService(Service):
                     cuts=list(plan.cuts),
                 )
             await self._warm_recent(tp, start)
-            self._batcher.assign(tp, start, plan.cuts)
+            self._batcher.assign(tp, start, plan.cuts, plan.tokens)
             self._unplanned.discard(tp)
             if not self.stats.paused:
                 consumer.resume(ktp)

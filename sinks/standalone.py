@@ -21,12 +21,14 @@ from streams.logs import log, logging_config
 from streams.settings import Settings
 from streams.topics import ensure_topics
 from streams.web_analytics import analytics_routes
+from streams.webauth import auth_middleware
 
 logger = logging.getLogger("proofrecon.sink")
 
 
 def run_sink(settings: Settings) -> int:
     logging.config.dictConfig(logging_config(settings.log_level))
+    settings.check_web_exposure()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return asyncio.run(_serve(settings))
 
@@ -36,7 +38,9 @@ async def _serve(settings: Settings) -> int:
     sink = ClickHouseSinkService(settings)
     # A second client on the same path: analyst queries never wait behind a batch insert.
     analytics = ClickHouseAnalytics(ClickHouseStore(settings, name="clickhouse-analytics"))
-    app = web.Application()
+    app = web.Application(
+        middlewares=[auth_middleware(settings.web)], client_max_size=settings.web.max_body_bytes
+    )
     app.add_routes(analytics_routes(analytics, status=lambda: sink.stats.as_dict()))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

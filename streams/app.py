@@ -16,14 +16,16 @@ from faust.tables.manager import TableManager
 from prometheus_client import CollectorRegistry
 
 from streams.classify import Policy
+from streams.errors import ContractError
 from streams.ledger import ProofIndex, token_rows
 from streams.logs import logging_config
 from streams.metrics import Metrics, PrometheusGatewayObserver
 from streams.mint import MintGateways, MintHealth
 from streams.mint.observer import HealthListener
 from streams.models import ContractLimits
-from streams.settings import KafkaSettings, Settings
-from streams.topics import ssl_context
+from streams.settings import Settings
+from streams.topics import faust_credentials
+from streams.webauth import auth_middleware
 
 JsonTable: TypeAlias = faust.Table[str, dict[str, Any]]
 
@@ -44,12 +46,21 @@ class Runtime:
     proof_index: ProofIndex = field(default_factory=ProofIndex)  # npub|Y -> token_id
     health_listeners: list[HealthListener] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    reply_topics: dict[str, faust.TopicT] = field(default_factory=dict)
 
-    def topic(self, name: str) -> faust.TopicT:
-        """A raw-bytes topic by name (reply topics chosen by wallets included)."""
-        if name not in self.topics:
-            self.topics[name] = _raw_topic(self.app, name, self.settings.topics.partitions)
-        return self.topics[name]
+    def reply_topic(self, name: str | None) -> faust.TopicT:
+        """Where an answer goes: the results topic, or an allow-listed reply topic. Anything
+        else is refused (ContractError) before it can reach the producer: a reply_to naming a
+        changelog or an internal topic would corrupt it."""
+        wanted = name or self.settings.topics.preflight_results
+        if wanted not in self.settings.reply_topics:
+            raise ContractError("reply_to is not on the reply allow-list")
+        topic = self.reply_topics.get(wanted)
+        if topic is None:
+            topic = self.reply_topics[wanted] = _raw_topic(
+                self.app, wanted, self.settings.topics.partitions
+            )
+        return topic
 
     def on_mint_health(self, mint_url: str, old: MintHealth, new: MintHealth) -> None:
         for listener in list(self.health_listeners):
@@ -70,25 +81,12 @@ def _raw_topic(app: faust.App, name: str, partitions: int) -> faust.TopicT:
     )
 
 
-def _broker_credentials(kafka: KafkaSettings) -> Any:
-    if kafka.sasl_mechanism:
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password,
-            mechanism=kafka.sasl_mechanism,
-            ssl_context=ssl_context(kafka) if kafka.security_protocol == "SASL_SSL" else None,
-        )
-    if kafka.security_protocol == "SSL":
-        return ssl_context(kafka)
-    return None
-
-
 def _faust_app(settings: Settings) -> faust.App:
     brokers = ";".join(f"kafka://{h.strip()}" for h in settings.kafka.bootstrap_servers.split(","))
     return faust.App(
         settings.kafka.app_id,
         broker=brokers,
-        broker_credentials=_broker_credentials(settings.kafka),
+        broker_credentials=faust_credentials(settings.kafka),
         store="rocksdb://",
         datadir=str(settings.data_dir / "faust"),
         processing_guarantee="at_least_once",
@@ -105,9 +103,15 @@ def _faust_app(settings: Settings) -> faust.App:
         web_host=settings.web.host,
         web_port=settings.web.port,
         web_tables_enabled=False,
+        web_application_options={
+            "middlewares": [auth_middleware(settings.web)],
+            "client_max_size": settings.web.max_body_bytes,
+        },
         logging_config=logging_config(settings.log_level),
         autodiscover=False,
         producer_linger=0.001,
+        # aiokafka's default waits 20 minutes for a missing topic's metadata (review finding 2).
+        producer_request_timeout=settings.kafka.send_timeout_s,
     )
 
 
@@ -168,6 +172,9 @@ def _register(runtime: Runtime) -> None:
         # After every recovery (start, rebalance) the table holds the tokens of the partitions
         # this worker owns; the index is derived from exactly those.
         runtime.proof_index.rebuild(token_rows(runtime.tokens.items()))
+        sweeper = runtime.extras.get("sweeper")
+        if sweeper is not None:
+            await sweeper.rebuild()
 
     runtime.tokens.on_recover(_rebuild_proof_index)
     ledger.register(runtime)

@@ -19,8 +19,10 @@ __all__ = [
     "hash_to_curve",
     "is_secret_key",
     "is_valid_y",
+    "looks_like_cashu_token",
     "scrub",
     "scrub_text",
+    "scrub_tokens",
     "validate_y",
     "y_from_secret",
     "y_prefix",
@@ -141,8 +143,22 @@ def _scrub_obj(obj: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(obj, str):
         if _HINT.search(obj):
             obj = _scrub_loose(_scrub_json_text(obj, depth=0))
-        return _mask_known(obj, secrets)
+        return scrub_tokens(_mask_known(obj, secrets))
     return obj
+
+
+# A serialized Cashu token (V3 `cashuA` + base64url JSON, V4 `cashuB` + base64url CBOR) holds
+# whole proofs, secrets included: it is masked wherever it appears in text.
+_CASHU_TOKEN = re.compile(r"cashu[AB][A-Za-z0-9_\-+/=]{8,}")
+TOKEN_SCRUBBED = "[scrubbed-token]"  # noqa: S105 - a placeholder, not a secret
+
+
+def scrub_tokens(text: str) -> str:
+    return _CASHU_TOKEN.sub(TOKEN_SCRUBBED, text)
+
+
+def looks_like_cashu_token(text: str) -> bool:
+    return _CASHU_TOKEN.search(text) is not None
 
 
 def scrub_text(
@@ -157,7 +173,7 @@ def scrub_text(
     """
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     secrets = _usable_secrets(known_secrets)
-    text = _cut(_mask_known(text, secrets), max_chars)
+    text = _cut(scrub_tokens(_mask_known(text, secrets)), max_chars)
     text = _scrub_loose(_scrub_json_text(text, depth=0))
     return _cut(_mask_known(text, secrets), max_chars)
 

@@ -33,7 +33,7 @@ from streams.models import (
     SeverityCounts,
     ValidateResponse,
 )
-from streams.settings import PolicySettings
+from streams.settings import PolicySettings, check_policy_sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,17 +125,48 @@ class Decision:
 
 
 _FAIL_CLOSED_CODES = frozenset(
-    {BlockCode.MINT_UNAVAILABLE, BlockCode.INVALID_REQUEST, BlockCode.DEADLINE_EXCEEDED}
+    {
+        BlockCode.MINT_UNAVAILABLE,
+        BlockCode.INVALID_REQUEST,
+        BlockCode.DEADLINE_EXCEEDED,
+        BlockCode.MINT_MISMATCH,
+    }
 )
+# Rule 1: the mint's word decides. A proof in one of these states can never be melted.
+_UNMELTABLE = {
+    MintState.SPENT: BlockCode.PROOF_SPENT_AT_MINT,
+    MintState.PENDING: BlockCode.PROOF_PENDING_AT_MINT,
+}
+# The DB status a correction sets, by action. Only MARK_SPENT corrects anything; INVESTIGATE,
+# AUDIT and MONITOR are for people.
+CORRECTED_STATUS: Mapping[Action, DbStatus] = {Action.MARK_SPENT: DbStatus.SPENT}
+
+
+def correction_status(proof: ClassifiedProof) -> DbStatus | None:
+    """The status a correction sets for this proof; None when no correction can be issued (no
+    correcting action, or no token to address it by in the wallet DB)."""
+    found = proof.classification
+    if found is None or proof.token_id is None:
+        return None
+    return CORRECTED_STATUS.get(found.action)
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Which severities block a melt and which are corrected automatically; severity overrides."""
+    """Which severities block a melt and which are corrected automatically; severity overrides.
+
+    Two rules decide a melt, in this order (docs/ARCHITECTURE.md, "Classification"):
+    1. the mint's word: a proof the mint reports SPENT or PENDING is never cleared;
+    2. this policy: a blocking severity blocks; an auto-corrected one proceeds only when a
+       correction was actually issued for it; any other severity is logged and proceeds.
+    """
 
     blocking: frozenset[Severity] = frozenset({Severity.HIGH})
     auto_correct: frozenset[Severity] = frozenset({Severity.MEDIUM})
     severity_overrides: Mapping[DiscrepancyType, Severity] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_policy_sets(self.blocking, self.auto_correct)
 
     @classmethod
     def from_settings(
@@ -179,19 +210,37 @@ class Policy:
     def decide(self, classified: Sequence[ClassifiedProof]) -> Decision:
         """The seed's performPreFlightReconciliation verdict over the checked proofs.
 
-        Blocking wins over auto-correction; corrections are still issued when blocked (a HIGH
-        DB_UNSPENT_MINT_SPENT both blocks the melt and fixes the DB).
+        Corrections are issued whatever the verdict (a HIGH DB_UNSPENT_MINT_SPENT both blocks the
+        melt and fixes the DB), so `discrepancies_resolved` counts them in every case.
         """
         found = tuple(proof for proof in classified if proof.classification is not None)
         severities = [proof.classification.severity for proof in found if proof.classification]
-        resolved = sum(1 for severity in severities if severity in self.auto_correct)
-        if any(severity in self.blocking for severity in severities):
-            verdict, code = Verdict.BLOCKED, BlockCode.HIGH_SEVERITY_DISCREPANCIES
-        elif resolved:
-            verdict, code = Verdict.CLEARED_AFTER_RECONCILIATION, None
-        else:
-            verdict, code = Verdict.CLEARED, None
-        return Decision(verdict, code, found, resolved, SeverityCounts.of(severities))
+        corrected = [proof for proof in found if correction_status(proof) is not None]
+        code = self._block_code(classified, found)
+        verdict = Verdict.BLOCKED if code is not None else Verdict.CLEARED
+        if code is None and any(self._severity(p) in self.auto_correct for p in corrected):
+            verdict = Verdict.CLEARED_AFTER_RECONCILIATION
+        return Decision(verdict, code, found, len(corrected), SeverityCounts.of(severities))
+
+    def _block_code(
+        self, classified: Sequence[ClassifiedProof], found: Sequence[ClassifiedProof]
+    ) -> BlockCode | None:
+        if any(self._severity(proof) in self.blocking for proof in found):
+            return BlockCode.HIGH_SEVERITY_DISCREPANCIES  # the seed's code, first
+        states = {proof.mint_state for proof in classified}
+        for state, code in _UNMELTABLE.items():
+            if state in states:
+                return code
+        unresolved = [
+            proof
+            for proof in found
+            if self._severity(proof) in self.auto_correct and correction_status(proof) is None
+        ]
+        return BlockCode.UNRESOLVED_DISCREPANCIES if unresolved else None
+
+    @staticmethod
+    def _severity(proof: ClassifiedProof) -> Severity | None:
+        return proof.classification.severity if proof.classification else None
 
     def blocked_verdict(self, code: BlockCode) -> Decision:
         """Fail closed: the mint's truth or the request itself is not to be had."""
@@ -340,6 +389,7 @@ def preflight_result(
     checked_proofs: int,
     duration_ms: float,
     answered_at: datetime,
+    proofs_digest: str = "",
 ) -> PreflightResult:
     return PreflightResult(
         request_id=request_id,
@@ -355,10 +405,8 @@ def preflight_result(
         checked_proofs=checked_proofs,
         duration_ms=duration_ms,
         answered_at=answered_at,
+        proofs_digest=proofs_digest,
     )
-
-
-_STATUS_BY_ACTION = {Action.MARK_SPENT: DbStatus.SPENT}
 
 
 def corrections_for(
@@ -371,7 +419,7 @@ def corrections_for(
     """
     groups: dict[tuple[str, str, str, DbStatus], list[DiscrepancyEvent]] = defaultdict(list)
     for event in events:
-        status = _STATUS_BY_ACTION.get(event.action)
+        status = CORRECTED_STATUS.get(event.action)
         if status is None or event.token_id is None:
             continue
         groups[(event.npub, event.token_id, event.mint_url, status)].append(event)

@@ -2,8 +2,10 @@
 
 Request/reply is done here rather than with Faust's `agent.ask()` (no timeout, reply topics per
 process): the request goes to `wallet.melt-requests` keyed by npub, the answer comes back on
-`recon.preflight-results` keyed by request_id, and this client correlates by request_id. The first
-answer wins; a late or duplicate answer (at-least-once delivery can repeat one) is ignored.
+`recon.preflight-results` keyed by request_id, and this client correlates by request_id. It
+accepts only an answer about what it asked: the same npub, mint and proofs (`proofs_digest`), so
+an answer forged or computed for another request is ignored (review finding 14). The first such
+answer wins; a late or duplicate one (at-least-once delivery can repeat one) is ignored.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.errors import PreflightTimeout, ProofReconError
-from streams.models import MeltRequest, PreflightResult, TokenStatusEvent, to_json_bytes
+from streams.models import (
+    MeltRequest,
+    PreflightResult,
+    TokenStatusEvent,
+    proofs_digest,
+    to_json_bytes,
+)
 from streams.settings import Settings
 from streams.topics import client_kwargs
 
@@ -36,7 +44,8 @@ class PreflightClient:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._waiting: dict[str, asyncio.Future[PreflightResult]] = {}
+        self._waiting: dict[str, tuple[MeltRequest, asyncio.Future[PreflightResult]]] = {}
+        self.ignored_answers = 0  # answers that matched a request_id but not its request
 
     async def __aenter__(self) -> PreflightClient:
         await self.start()
@@ -77,7 +86,7 @@ class PreflightClient:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        for future in self._waiting.values():
+        for _, future in self._waiting.values():
             future.cancel()
         if self._consumer is not None:
             await self._consumer.stop()
@@ -88,7 +97,7 @@ class PreflightClient:
         """Publish `request` and wait for its verdict; PreflightTimeout after `timeout` seconds."""
         assert self._producer is not None, "start() the client first"
         future: asyncio.Future[PreflightResult] = asyncio.get_running_loop().create_future()
-        self._waiting[request.request_id] = future
+        self._waiting[request.request_id] = (request, future)
         try:
             await self._producer.send_and_wait(
                 self._settings.topics.melt_requests,
@@ -119,9 +128,25 @@ class PreflightClient:
         except ValueError:
             logger.warning("ignored an undecodable preflight answer")
             return
-        future = self._waiting.get(result.request_id)
-        if future is not None and not future.done():
-            future.set_result(result)
+        waiting = self._waiting.get(result.request_id)
+        if waiting is None or waiting[1].done():
+            return
+        request, future = waiting
+        if not answers(result, request):
+            self.ignored_answers += 1
+            logger.warning("ignored an answer that does not match its request")
+            return
+        future.set_result(result)
+
+
+def answers(result: PreflightResult, request: MeltRequest) -> bool:
+    """Is `result` an answer to `request`: same request_id, npub, mint and proofs?"""
+    return (
+        result.request_id == request.request_id
+        and result.npub == request.npub
+        and result.mint_url == request.mint_url
+        and result.proofs_digest == proofs_digest(p.y for p in request.proofs)
+    )
 
 
 def token_status_event(

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from sinks.clickhouse import redact_url
 from streams.client import PreflightClient, TokenStatusPublisher, token_status_event
 from streams.devwallet import CashuWallet, Scenario, WalletProof
 from streams.devworker import WorkerProcess, read_topic
@@ -45,7 +46,7 @@ async def _stack_report(settings: Settings) -> list[str]:
         for mint_url in settings.mint.allowlist:
             info = (await client.get(f"{mint_url}/v1/info")).json()
             lines.append(f"mint        {mint_url}: {info.get('version')}")
-    lines.append(f"clickhouse  {settings.clickhouse_url} (owned by the worker)")
+    lines.append(f"clickhouse  {redact_url(settings.clickhouse_url)} (owned by the worker)")
     return lines
 
 

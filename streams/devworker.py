@@ -18,6 +18,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 
 from streams.settings import Settings, to_env
+from streams.topics import client_kwargs
 
 REPO = Path(__file__).resolve().parents[1]
 # The same interpreter and package as the caller: works from a checkout and from an install.
@@ -138,7 +139,7 @@ async def read_topic(
     until nothing new arrived for `idle` seconds. Values are decoded; `_key` holds the key."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
+        **client_kwargs(settings.kafka),
         group_id=None,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -66,10 +66,20 @@ class Verdict(StrEnum):
 
 
 class BlockCode(StrEnum):
+    """Why a melt is BLOCKED. The first four are the seed's; the others name blocking reasons of
+    their own, so a wallet can tell the user what happened (and never confuse them with HIGH)."""
+
     HIGH_SEVERITY_DISCREPANCIES = "HIGH_SEVERITY_DISCREPANCIES"
     MINT_UNAVAILABLE = "MINT_UNAVAILABLE"
     INVALID_REQUEST = "INVALID_REQUEST"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    # The mint reports a proof SPENT (resp. PENDING): it can never be melted, whatever the DB says.
+    PROOF_SPENT_AT_MINT = "PROOF_SPENT_AT_MINT"
+    PROOF_PENDING_AT_MINT = "PROOF_PENDING_AT_MINT"
+    # A proof the ledger holds at another mint than the request names: that mint cannot judge it.
+    MINT_MISMATCH = "MINT_MISMATCH"
+    # A discrepancy the policy corrects automatically, but no correction could be issued for it.
+    UNRESOLVED_DISCREPANCIES = "UNRESOLVED_DISCREPANCIES"
 
 
 class Source(StrEnum):

@@ -13,12 +13,19 @@
     │       ├── MintCircuitOpen      MINT_CIRCUIT_OPEN      (repeated failures; failing fast)
     │       ├── MintTransportError   MINT_TRANSPORT_ERROR   (connection refused/reset, 5xx)
     │       └── MintDeadlineExceeded DEADLINE_EXCEEDED      (the caller's deadline passed first)
-    └── SinkError                    SINK_ERROR
-        └── SinkBackpressure         SINK_BACKPRESSURE      (retry after `retry_after` seconds)
+    ├── SinkError                    SINK_ERROR
+    │   └── SinkBackpressure         SINK_BACKPRESSURE      (retry after `retry_after` seconds)
+    └── DeliveryError                DELIVERY_ERROR         (an output the broker did not take)
+        ├── DeliveryRefused          DELIVERY_REFUSED       (refused for this message: too
+        │                                                    large, a topic we may not write)
+        └── DeliveryFailed           DELIVERY_FAILED        (still failing after retries: Kafka
+                                                             itself is in trouble)
 
 Codes are stable: match on `.code`, never on message text. Messages never carry a proof secret.
 A `MintProtocolError` is a `MintError` but not `MintUnavailable`; the preflight maps both to
-BLOCKED / MINT_UNAVAILABLE, since in either case the mint's truth is unknown.
+BLOCKED / MINT_UNAVAILABLE, since in either case the mint's truth is unknown. A `DeliveryRefused`
+is the message's own fault (it goes to the dead-letter topic and the pipeline moves on); a
+`DeliveryFailed` is not, and stops the worker before the input's offset can be committed.
 """
 
 from __future__ import annotations
@@ -123,3 +130,19 @@ class SinkBackpressure(SinkError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class DeliveryError(ProofReconError):
+    code = "DELIVERY_ERROR"
+
+    def __init__(self, message: str, *, topic: str) -> None:
+        super().__init__(f"{topic}: {message}")
+        self.topic = topic
+
+
+class DeliveryRefused(DeliveryError):
+    code = "DELIVERY_REFUSED"
+
+
+class DeliveryFailed(DeliveryError):
+    code = "DELIVERY_FAILED"

@@ -6,6 +6,14 @@ whatever the token's size, and Faust's per-write cost dominates ingest. Proofs a
 through `ProofIndex`, an in-memory map `npub|Y` → token_id rebuilt from the table after every
 recovery (it is derived state; nothing is lost with it).
 
+A Y may be listed by more than one live token (a wallet re-issues a proof under a new token before
+it updates the old one). The token that listed it last wins: each row carries `seq`, the offset of
+the event that wrote it (monotonic within the npub's partition), so the live index and a rebuild
+from the table pick the same token, whatever order the table is read in.
+
+Keys: `npub|token_id` and `npub|Y`. The contract forbids `|` in an npub, so splitting a key at its
+first `|` is unambiguous whatever a token id holds.
+
 Pure: the agent reads the current record, asks `apply_token_event` what to write, and writes it.
 Versions are monotonic per token, so a replay or a reordered older event never regresses a proof's
 status; a deleted token keeps a tombstone carrying its version for the same reason.
@@ -21,14 +29,24 @@ from typing import Any
 from streams.domain import DbStatus, TokenStatus
 from streams.models import TokenStatusEvent
 
+KEY_SEPARATOR = "|"  # never in an npub (streams.models.Npub)
+# The DB statuses the sweep re-checks: what the wallet would still spend or is waiting on.
+SWEEPABLE = frozenset({DbStatus.UNSPENT, DbStatus.PENDING})
+
 
 def proof_key(npub: str, y: str) -> str:
     """Key of a proof. Starts with the npub: the npub's partition owns it."""
-    return f"{npub}|{y}"
+    return f"{npub}{KEY_SEPARATOR}{y}"
 
 
 def token_key(npub: str, token_id: str) -> str:
-    return f"{npub}|{token_id}"
+    return f"{npub}{KEY_SEPARATOR}{token_id}"
+
+
+def split_key(key: str) -> tuple[str, str]:
+    """(npub, rest) of a table key: the first separator ends the npub."""
+    npub, _, rest = key.partition(KEY_SEPARATOR)
+    return npub, rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +77,8 @@ class ProofRecord:
 class TokenRecord:
     """A token's last applied version, status and proofs (`npub|token_id` in the tokens table).
 
-    `proofs` holds (Y, amount, keyset_id); a deleted token's tombstone holds none.
+    `proofs` holds (Y, amount, keyset_id); a deleted token's tombstone holds none. `seq` orders
+    the writes of one npub (see module).
     """
 
     version: int
@@ -67,6 +86,11 @@ class TokenRecord:
     mint_url: str
     updated_at: str
     proofs: tuple[tuple[str, int, str], ...]
+    seq: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.status is not TokenStatus.DELETED
 
     @property
     def ys(self) -> tuple[str, ...]:
@@ -95,6 +119,7 @@ class TokenRecord:
             "mint_url": self.mint_url,
             "updated_at": self.updated_at,
             "proofs": [list(p) for p in self.proofs],
+            "seq": self.seq,
         }
 
     @classmethod
@@ -105,6 +130,7 @@ class TokenRecord:
             data["mint_url"],
             data["updated_at"],
             tuple((y, amount, keyset) for y, amount, keyset in data["proofs"]),
+            int(data.get("seq", 0)),  # rows written before seq existed
         )
 
 
@@ -132,17 +158,21 @@ class LedgerUpdate:
 IGNORED = LedgerUpdate(ignored=True)
 
 
-def apply_token_event(event: TokenStatusEvent, current: TokenRecord | None) -> LedgerUpdate:
-    """The ledger write for `event`, given the token's current record (None if never seen)."""
+def apply_token_event(
+    event: TokenStatusEvent, current: TokenRecord | None, seq: int = 0
+) -> LedgerUpdate:
+    """The ledger write for `event`, given the token's current record (None if never seen).
+
+    `seq` is the event's position in its npub's stream (its Kafka offset)."""
     if current is not None and event.version <= current.version:
         return IGNORED
     old_ys = current.ys if current else ()
     updated_at = event.occurred_at.astimezone(UTC).isoformat()
     if event.status is TokenStatus.DELETED:
-        tombstone = TokenRecord(event.version, event.status, event.mint_url, updated_at, ())
+        tombstone = TokenRecord(event.version, event.status, event.mint_url, updated_at, (), seq)
         return LedgerUpdate(False, tombstone, (), old_ys)
     proofs = tuple((p.y, p.amount, p.keyset_id) for p in event.proofs)
-    token = TokenRecord(event.version, event.status, event.mint_url, updated_at, proofs)
+    token = TokenRecord(event.version, event.status, event.mint_url, updated_at, proofs, seq)
     # A token's proofs do not change in Cashu, but a wallet may re-issue a token id with fewer
     # proofs after a partial swap; the ones it no longer lists are no longer in its DB.
     listed, known = set(token.ys), set(old_ys)
@@ -151,10 +181,16 @@ def apply_token_event(event: TokenStatusEvent, current: TokenRecord | None) -> L
 
 
 class ProofIndex:
-    """`npub|Y` → token_id for the tokens this worker holds; rebuilt from the tokens table."""
+    """`npub|Y` → the live token that listed the Y last, for the tokens this worker holds.
+
+    Most Ys are listed by one token; the few listed by several keep the set of their tokens in
+    `_shared`, so that dropping one falls back to the next latest instead of forgetting the Y.
+    """
 
     def __init__(self) -> None:
         self._token_of: dict[str, str] = {}
+        self._seq: dict[str, int] = {}  # npub|token_id -> seq of its row (live tokens)
+        self._shared: dict[str, set[str]] = {}  # npub|Y -> token ids, when more than one
 
     def __len__(self) -> int:
         return len(self._token_of)
@@ -162,19 +198,67 @@ class ProofIndex:
     def token_of(self, npub: str, y: str) -> str | None:
         return self._token_of.get(proof_key(npub, y))
 
+    def token_besides(self, npub: str, y: str, token_id: str) -> str | None:
+        """The live token that would hold `y` if `token_id` no longer listed it."""
+        key = proof_key(npub, y)
+        holders = self._shared.get(key)
+        if holders is None:
+            current = self._token_of.get(key)
+            return current if current != token_id else None
+        others = holders - {token_id}
+        return self._latest(npub, others) if others else None
+
     def apply(self, npub: str, token_id: str, update: LedgerUpdate) -> None:
-        for y in update.added_ys:
-            self._token_of[proof_key(npub, y)] = token_id
+        token = update.token
+        if update.ignored or token is None:
+            return
+        tkey = token_key(npub, token_id)
+        if token.live:
+            self._seq[tkey] = token.seq
         for y in update.removed_ys:
-            self._token_of.pop(proof_key(npub, y), None)
+            self._unlist(npub, y, token_id)
+        if not token.live:
+            self._seq.pop(tkey, None)
+        for y in token.ys:
+            self._list(npub, y, token_id, newest=True)
 
     def rebuild(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        fresh: dict[str, str] = {}
+        self._token_of, self._seq, self._shared = {}, {}, {}
         for key, row in rows:
-            npub, _, token_id = key.rpartition("|")
-            for y, _, _ in row.get("proofs", ()):
-                fresh[proof_key(npub, y)] = token_id
-        self._token_of = fresh
+            token = TokenRecord.from_dict(row)
+            if not token.live:
+                continue
+            npub, token_id = split_key(key)
+            self._seq[key] = token.seq
+            for y in token.ys:
+                self._list(npub, y, token_id, newest=False)
+
+    def _list(self, npub: str, y: str, token_id: str, *, newest: bool) -> None:
+        key = proof_key(npub, y)
+        current = self._token_of.get(key)
+        if current is None or current == token_id:
+            self._token_of[key] = token_id
+            return
+        holders = self._shared.setdefault(key, {current})
+        holders.add(token_id)
+        # The live path applies events in order, so the token written now is the latest.
+        self._token_of[key] = token_id if newest else self._latest(npub, holders)
+
+    def _unlist(self, npub: str, y: str, token_id: str) -> None:
+        key = proof_key(npub, y)
+        holders = self._shared.get(key)
+        if holders is None:
+            if self._token_of.get(key) == token_id:
+                del self._token_of[key]
+            return
+        holders.discard(token_id)
+        self._token_of[key] = self._latest(npub, holders)
+        if len(holders) == 1:
+            del self._shared[key]
+
+    def _latest(self, npub: str, token_ids: Iterable[str]) -> str:
+        # Ties (rows written before seq existed) go to the greater id: arbitrary but stable.
+        return max(token_ids, key=lambda t: (self._seq.get(token_key(npub, t), -1), t))
 
 
 def token_rows(items: Iterable[tuple[Any, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -12,6 +12,7 @@ serialise as ISO-8601 with a `Z`, e.g. `2025-08-08T12:00:00.123Z`. Inputs may al
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -39,7 +40,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError
 
-from streams.cashu import scrub_text, validate_y, y_from_secret
+from streams.cashu import looks_like_cashu_token, scrub_text, validate_y, y_from_secret
 from streams.domain import (
     Action,
     AlertKind,
@@ -55,6 +56,7 @@ from streams.domain import (
     Verdict,
 )
 from streams.errors import ContractError
+from streams.mint_url import normalise_mint_url
 from streams.settings import PolicySettings
 
 DEFAULT_MAX_PROOFS = 1000
@@ -140,21 +142,32 @@ UtcDatetime = Annotated[
 ]
 
 
-def _normalise_mint_url(url: str) -> str:
-    url = url.strip().rstrip("/")
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme.lower() not in ("http", "https") or not rest or " " in url:
-        raise ValueError("mint_url must be an http(s) URL")
-    return url
-
-
 MintUrl = Annotated[
     str,
     StringConstraints(min_length=8, max_length=2048, pattern=r"^https?://\S+$"),
-    AfterValidator(_normalise_mint_url),
+    AfterValidator(normalise_mint_url),
 ]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]
-Npub = Identifier  # the wallet's user key; also the Kafka key of wallet-facing topics
+
+
+def _not_a_token(value: str) -> str:
+    # An id is echoed in answers and logs; a Cashu token there would spread its secrets.
+    if looks_like_cashu_token(value):
+        raise ValueError("must be an id, not a Cashu token")
+    return value
+
+
+Identifier = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$"),
+    AfterValidator(_not_a_token),
+]
+# The wallet's user key; also the Kafka key of wallet-facing topics. No `|`: table keys start
+# with the npub and end it at their first `|` (streams.ledger), whatever a token id holds.
+Npub = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=256, pattern=r"^[^\s|]+$"),
+    AfterValidator(_not_a_token),
+]
 KeysetId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z+/=_-]+$")
 ]
@@ -357,6 +370,18 @@ class PreflightDiscrepancy(_Output):
 EchoedText = Annotated[str, StringConstraints(max_length=2048)]
 
 
+Digest = Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{64})?$")]
+
+
+def proofs_digest(ys: Iterable[str]) -> str:
+    """SHA-256 (lowercase hex) of the request's Ys, lowercased, sorted, joined by newlines.
+
+    Echoed in the answer, so a wallet accepts only an answer about the proofs it asked about
+    (review finding 14): a request_id alone can be guessed or replayed."""
+    joined = "\n".join(sorted(y.lower() for y in ys))
+    return hashlib.sha256(joined.encode("ascii")).hexdigest()
+
+
 class PreflightResult(_Output):
     """`recon.preflight-results`, keyed by request_id."""
 
@@ -375,6 +400,12 @@ class PreflightResult(_Output):
     checked_proofs: Count
     duration_ms: float = Field(ge=0)
     answered_at: UtcDatetime
+    proofs_digest: Digest = Field(
+        "",
+        description="SHA-256 (lowercase hex) of the request's Ys (lowercase hex), sorted, joined "
+        'by "\\n". A wallet accepts an answer only if npub, mint_url and this match what it '
+        "asked. Empty when the request was too broken to read its proofs.",
+    )
 
     @model_validator(mode="after")
     def _verdict_consistent(self) -> Self:
@@ -547,8 +578,11 @@ def _describe(error: ErrorDetails) -> str:
 
 
 def _loc_part(part: str | int) -> str:
-    text = str(part)
-    return text if len(text) <= 64 else text[:61] + "..."
+    # A location names a field of ours or an index. Anything else is a key the input made up,
+    # and input keys can be secrets (a proof secret used as a key): it is never repeated.
+    if isinstance(part, int) or part in _FIELD_NAMES:
+        return str(part)
+    return "<extra field>"
 
 
 def _strings_in(value: Any, budget: int = 1000) -> list[str]:
@@ -565,6 +599,20 @@ def _strings_in(value: Any, budget: int = 1000) -> list[str]:
     return found
 
 
+def _field_names(*models: type[BaseModel]) -> frozenset[str]:
+    names: set[str] = {"secret", "[key]"}
+    for model in models:
+        for name, info in model.model_fields.items():
+            names.add(name)
+            if info.alias:
+                names.add(info.alias)
+    # pydantic names the branches of unions and the element validators in locations too.
+    return frozenset(names | {"function-after", "function-before", "json-or-python", "list"})
+
+
+_FIELD_NAMES = _field_names(TokenStatusEvent, MeltRequest, MeltProofRef, ValidateRequest)
+
+
 def extract_field(raw: bytes | str, name: str) -> str | None:
     """Best effort: a top-level string field of a message that failed validation, if sane.
 
@@ -578,7 +626,9 @@ def extract_field(raw: bytes | str, name: str) -> str | None:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
         match = re.search(rf'"{re.escape(name)}"\s*:\s*"((?:[^"\\]|\\.){{1,256}})"', text)
         value = _loads_or_none(f'"{match.group(1)}"') if match else None
-    return value if isinstance(value, str) and _IDENTIFIER.fullmatch(value) else None
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        return None
+    return None if looks_like_cashu_token(value) else value
 
 
 def extract_request_id(raw: bytes | str) -> str | None:

@@ -6,20 +6,37 @@ Settings are built by `load_settings()`, never at import, so tests and tools can
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from streams.cashu import is_valid_y
 from streams.domain import AlertKind, Severity
+from streams.errors import ConfigError
+from streams.mint_url import MintUrlError, is_insecure, normalise_mint_url
 
 LimiterModel = Literal["elastic", "fixed", "none"]
 
 # An HTTP header name is an RFC 9110 token; these few are ours to set (or the HTTP client's).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 _RESERVED_HEADERS = frozenset(
     {"host", "content-length", "content-type", "transfer-encoding", "connection", "te", "upgrade"}
 )
@@ -32,7 +49,10 @@ def _split_csv(value: Any) -> Any:
 
 
 def _normalise_mint_url(url: str) -> str:
-    return url.strip().rstrip("/")
+    try:
+        return normalise_mint_url(url)
+    except MintUrlError as exc:
+        raise ValueError(f"{str(url)[:200]!r}: {exc}") from None
 
 
 class _Themed(BaseSettings):
@@ -52,7 +72,7 @@ class KafkaSettings(_Themed):
         None, description="SASL mechanism when the protocol is SASL_*."
     )
     sasl_username: str | None = Field(None, description="SASL username.")
-    sasl_password: str | None = Field(None, description="SASL password.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password.")
     ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers (SSL).")
     ssl_certfile: Path | None = Field(None, description="Client certificate for mutual TLS.")
     ssl_keyfile: Path | None = Field(None, description="Client private key for mutual TLS.")
@@ -62,6 +82,12 @@ class KafkaSettings(_Themed):
     commit_interval_s: float = Field(
         1.0, gt=0, description="How often consumed offsets are committed (seconds)."
     )
+    send_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Longest one produce request may take, metadata of a missing topic "
+        "included (seconds); a send that fails is retried a few times, then the worker stops.",
+    )
     session_timeout_s: float = Field(
         10.0,
         gt=0,
@@ -70,11 +96,25 @@ class KafkaSettings(_Themed):
     )
 
     @model_validator(mode="after")
-    def _sasl_complete(self) -> KafkaSettings:
-        if self.security_protocol.startswith("SASL") and not (
-            self.sasl_mechanism and self.sasl_username and self.sasl_password
-        ):
+    def _consistent_security(self) -> KafkaSettings:
+        """Refuse settings that would connect less securely than they read (review finding 10:
+        SSL plus a stray SASL mechanism used to run SASL_PLAINTEXT, a password in clear)."""
+        sasl = self.security_protocol.startswith("SASL")
+        tls = self.security_protocol.endswith("SSL")
+        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
             raise ValueError("SASL protocols need sasl_mechanism, sasl_username, sasl_password")
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ValueError(
+                f"SASL settings are set but security_protocol is {self.security_protocol}: "
+                "use SASL_SSL (or SASL_PLAINTEXT), or unset them"
+            )
+        if self.sasl_mechanism == "PLAIN" and not tls:
+            raise ValueError("SASL PLAIN sends the password in clear: use SASL_SSL")
+        if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
+            raise ValueError(
+                f"TLS files are set but security_protocol is {self.security_protocol}: "
+                "use SSL or SASL_SSL, or unset them"
+            )
         return self
 
 
@@ -103,6 +143,12 @@ class TopicSettings(_Themed):
         description="Internal: discrepancies, proof checks and mint health re-keyed by mint_url, "
         "so one partition owner keeps each mint's alerting state.",
     )
+    findings_signing_key: SecretStr | None = Field(
+        None,
+        description="Shared by every worker of a group: the HMAC key of recon.findings, so a "
+        "finding no worker wrote is refused. Unset: a random key per process (fine for one "
+        "worker; with several, findings crossing a rebalance are refused and re-swept).",
+    )
 
     @classmethod
     def topic_fields(cls) -> tuple[str, ...]:
@@ -124,6 +170,11 @@ class MintSettings(_Themed):
     allowlist: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["http://127.0.0.1:3338"],
         description="Comma-separated mint URLs the service may call; any other URL is refused.",
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        description="Allow http:// mint URLs of other machines on the allow-list (loopback "
+        "http, like the local stack's mint, is always allowed).",
     )
     max_batch_size: int = Field(
         1000, ge=1, description="Most Ys per checkstate request (min with the mint's own limit)."
@@ -264,6 +315,27 @@ class MintSettings(_Themed):
         return value
 
     @model_validator(mode="after")
+    def _canaries_are_points_of_allowed_mints(self) -> MintSettings:
+        # A typo here would fail every answer closed, or guard nothing (review finding 23).
+        for url, y in self.canaries.items():
+            if url not in self.allowlist:
+                raise ValueError(f"canary for {url!r}, which is not on the allow-list")
+            if not is_valid_y(y):
+                raise ValueError(f"the canary of {url!r} is not a Y (a compressed curve point)")
+        return self
+
+    @model_validator(mode="after")
+    def _no_plain_http(self) -> MintSettings:
+        insecure = sorted(url for url in self.allowlist if is_insecure(url))
+        if insecure and not self.allow_insecure_http:
+            raise ValueError(
+                f"plain http:// to another machine lets anyone on the path answer UNSPENT for "
+                f"everything: {insecure}; use https, or set "
+                "PROOFRECON_MINT_ALLOW_INSECURE_HTTP=true for a trusted network"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _headers_for_allowed_mints(self) -> MintSettings:
         allowed = set(self.allowlist)
         unknown = sorted(url for url in self.request_headers if url not in allowed)
@@ -272,16 +344,40 @@ class MintSettings(_Themed):
         return self
 
 
+_SEVERITY_ORDER = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
+
+
+def check_policy_sets(blocking: frozenset[Severity], auto_correct: frozenset[Severity]) -> None:
+    """Refuse a policy that could clear what it means to block.
+
+    Blocking severities must hold HIGH and be upward-closed (blocking LOW blocks MEDIUM and HIGH
+    too): `BLOCKING_SEVERITIES=LOW`, meant as "block LOW too", must never unblock HIGH. A severity
+    cannot be both blocked and corrected-then-cleared.
+    """
+    if Severity.HIGH not in blocking:
+        raise ValueError("blocking severities must contain HIGH")
+    for lower, higher in itertools.pairwise(_SEVERITY_ORDER):
+        if lower in blocking and higher not in blocking:
+            raise ValueError(f"blocking severities must be upward-closed: {lower} without {higher}")
+    overlap = blocking & auto_correct
+    if overlap:
+        names = ",".join(sorted(overlap))
+        raise ValueError(f"severities both blocking and auto-corrected: {names}")
+
+
 class PolicySettings(_Themed):
     model_config = SettingsConfigDict(env_prefix="PROOFRECON_POLICY_")
 
     blocking_severities: Annotated[frozenset[Severity], NoDecode] = Field(
-        frozenset({Severity.HIGH}), description="Severities that block a melt (comma-separated)."
+        frozenset({Severity.HIGH}),
+        description="Severities that block a melt (comma-separated). Must contain HIGH and every "
+        "severity above a listed one; a proof the mint reports SPENT or PENDING blocks anyway.",
     )
     auto_correct_severities: Annotated[frozenset[Severity], NoDecode] = Field(
         frozenset({Severity.MEDIUM}),
         description="Severities corrected automatically; the melt then clears after "
-        "reconciliation (comma-separated).",
+        "reconciliation, but only when a correction was actually issued (otherwise it is "
+        "BLOCKED / UNRESOLVED_DISCREPANCIES). Disjoint from the blocking ones (comma-separated).",
     )
     max_proofs_per_event: int = Field(
         1000, ge=1, description="Most proofs one token-status event or melt request may carry."
@@ -294,6 +390,11 @@ class PolicySettings(_Themed):
     @classmethod
     def _parse_severities(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicySettings:
+        check_policy_sets(self.blocking_severities, self.auto_correct_severities)
+        return self
 
 
 class PreflightSettings(_Themed):
@@ -308,6 +409,29 @@ class PreflightSettings(_Themed):
         ge=1,
         description="Most melt requests being answered at once; more wait (backpressure).",
     )
+    max_in_flight_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes of melt requests being answered at once (a 1,000-proof request "
+        "is ~100 KiB on the wire and several times that in memory); more wait.",
+    )
+    max_deadline_ms: int = Field(
+        10_000,
+        gt=0,
+        description="Longest a melt request may wait for its answer, whatever its deadline_ms "
+        "or requested_at say (a producer's clock is not trusted to stretch it) (ms).",
+    )
+    reply_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Topics besides the results topic that a melt request may name as its "
+        "reply_to (comma-separated). Never a topic proofrecon itself reads or writes, nor an "
+        "internal one.",
+    )
+
+    @field_validator("reply_topics", mode="before")
+    @classmethod
+    def _parse_reply_topics(cls, value: Any) -> Any:
+        return _split_csv(value)
 
 
 class SweepSettings(_Themed):
@@ -326,13 +450,13 @@ class SweepSettings(_Themed):
 class ClickHouseSettings(_Themed):
     model_config = SettingsConfigDict(env_prefix="PROOFRECON_CLICKHOUSE_")
 
-    url: str | None = Field(
+    url: SecretStr | None = Field(
         None,
         description="chdb:///path for embedded ClickHouse (default: <data_dir>/chdb) or "
-        "http(s)://user:pass@host:8123/db for a server.",
+        "http(s)://user:pass@host:8123/db for a server (secret: it may hold a password).",
     )
     username: str | None = Field(None, description="Server username (overrides the URL's).")
-    password: str | None = Field(None, description="Server password (overrides the URL's).")
+    password: SecretStr | None = Field(None, description="Server password (overrides the URL's).")
     database: str = Field("proofrecon", description="Database holding the analytics objects.")
     ttl_days: int = Field(400, ge=1, description="Days raw rows are kept.")
     # Each insert has a fixed cost of ~25-30 ms (planning, views, parts): fewer, fuller inserts
@@ -545,8 +669,35 @@ class AlertSettings(_Themed):
 class WebSettings(_Themed):
     model_config = SettingsConfigDict(env_prefix="PROOFRECON_WEB_")
 
-    host: str = Field("127.0.0.1", description="Interface the worker's web server binds.")
+    host: str = Field(
+        "127.0.0.1",
+        description="Interface the worker's web server binds. Beyond loopback it needs auth_token "
+        "(a worker or sink refuses to start without one).",
+    )
     port: int = Field(6066, ge=1, le=65535, description="The worker's web port.")
+    auth_token: SecretStr | None = Field(
+        None,
+        description="Bearer token every web endpoint asks for (Authorization: Bearer <token>), "
+        "except /healthz and /readyz (and /metrics when metrics_public).",
+    )
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without the bearer token (for a Prometheus scraper)."
+    )
+    validate_budget_share: float = Field(
+        0.05,
+        gt=0,
+        le=0.5,
+        description="Share of each mint's request budget that POST /v1/validate may use; beyond "
+        "it validate answers BLOCK at once, so validate calls can never starve melts.",
+    )
+    max_body_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest request body the web API accepts (bytes)."
+    )
+
+    @property
+    def exposed(self) -> bool:
+        """Bound beyond this machine (anything but a loopback address)."""
+        return not _is_loopback_host(self.host)
 
 
 class Settings(BaseModel):
@@ -568,7 +719,37 @@ class Settings(BaseModel):
 
     @property
     def clickhouse_url(self) -> str:
-        return self.clickhouse.url or f"chdb://{(self.data_dir / 'chdb').resolve()}"
+        if self.clickhouse.url is not None:
+            return self.clickhouse.url.get_secret_value()
+        return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    def check_web_exposure(self) -> None:
+        """A web API bound beyond loopback without a token would let anyone validate, export
+        and spend the mint budget: refuse to start (review finding 7)."""
+        if self.web.exposed and self.web.auth_token is None:
+            raise ConfigError(
+                f"the web API would listen on {self.web.host} without authentication: set "
+                "PROOFRECON_WEB_AUTH_TOKEN, or bind PROOFRECON_WEB_HOST=127.0.0.1"
+            )
+
+    @property
+    def reply_topics(self) -> frozenset[str]:
+        """Where answers may go: the results topic and the allow-listed reply topics."""
+        return frozenset({self.topics.preflight_results, *self.preflight.reply_topics})
+
+    @model_validator(mode="after")
+    def _reply_topics_are_the_wallets(self) -> Settings:
+        own = {getattr(self.topics, name) for name in self.topics.topic_fields()}
+        own.discard(self.topics.preflight_results)
+        for name in self.preflight.reply_topics:
+            if not _TOPIC_NAME.fullmatch(name):
+                raise ValueError(f"reply topic {name[:60]!r} is not a Kafka topic name")
+            if name in own or name.startswith(("__", "_", f"{self.kafka.app_id}-")):
+                raise ValueError(
+                    f"reply topic {name!r} is a topic proofrecon reads or writes itself, or an "
+                    "internal one: answers there would corrupt it"
+                )
+        return self
 
 
 class CoreSettings(_Themed):
@@ -615,6 +796,8 @@ def load_settings(env_file: str | Path | None = None, **overrides: Any) -> Setti
 def _env_value(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | tuple):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.helpers import create_ssl_context
@@ -59,24 +60,42 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         (t.findings, retention),
         (t.alerts_input, retention),
     ]
+    listed = {name for name, _ in named}
+    named += [(name, answers) for name in settings.preflight.reply_topics if name not in listed]
     return [TopicSpec(name, t.partitions, dict(cfg)) for name, cfg in named]
 
 
 def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
-    """Connection settings shared by every aiokafka client (admin, producer, consumer)."""
+    """Connection settings of every Kafka client proofrecon makes: admin, producers, consumers,
+    the wallet-side clients, and (through `faust_credentials`) the worker itself. One place, so
+    no two processes can disagree on TLS (review finding 10)."""
     kwargs: dict[str, Any] = {
         "bootstrap_servers": kafka.bootstrap_servers,
         "security_protocol": kafka.security_protocol,
     }
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
         kwargs["ssl_context"] = ssl_context(kafka)
-    if kafka.sasl_mechanism:
+    if kafka.security_protocol.startswith("SASL"):
+        assert kafka.sasl_password is not None  # KafkaSettings refuses SASL without one
         kwargs.update(
             sasl_mechanism=kafka.sasl_mechanism,
             sasl_plain_username=kafka.sasl_username,
-            sasl_plain_password=kafka.sasl_password,
+            sasl_plain_password=kafka.sasl_password.get_secret_value(),
         )
     return kwargs
+
+
+def faust_credentials(kafka: KafkaSettings) -> Any:
+    """The worker's `broker_credentials`, derived from `client_kwargs`."""
+    kwargs = client_kwargs(kafka)
+    if kafka.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kwargs["sasl_plain_username"],
+            password=kwargs["sasl_plain_password"],
+            mechanism=kwargs["sasl_mechanism"],
+            ssl_context=kwargs.get("ssl_context"),
+        )
+    return kwargs.get("ssl_context")
 
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
@@ -123,7 +142,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
         lines = []
         for spec in specs:
             if spec.name in existing:
-                _check_existing(spec, existing[spec.name])
+                _check_existing(spec, existing[spec.name], settings)
                 lines.append(f"exists  {spec.name} ({spec.partitions} partitions)")
             else:
                 lines.append(f"created {spec.name} ({spec.partitions} partitions)")
@@ -132,7 +151,9 @@ async def ensure_topics(settings: Settings) -> list[str]:
         await admin.close()
 
 
-def _check_existing(spec: TopicSpec, info: TopicInfo) -> None:
+def _check_existing(spec: TopicSpec, info: TopicInfo, settings: Settings) -> None:
+    if spec.name in settings.preflight.reply_topics:
+        return  # a wallet's reply topic: keyed by request_id, any partition count does
     # Adding partitions would move npubs to other partitions and strand their table rows.
     if info.partitions != spec.partitions:
         raise ConfigError(

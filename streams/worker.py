@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import logging.config
 
 import faust
 
 from streams.app import create_app
+from streams.logs import log, logging_config
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
+logger = logging.getLogger("proofrecon.worker")
+
+
+def warn_about_canaries(settings: Settings) -> None:
+    """A mint that answers UNSPENT for everything (a wrong mint behind the URL, a lost database)
+    clears every melt; only a canary — a Y known SPENT there — catches it."""
+    for url in settings.mint.allowlist:
+        if url not in settings.mint.canaries:
+            log(
+                logger,
+                logging.WARNING,
+                "no canary for this mint: a mint answering UNSPENT for every Y would go unnoticed "
+                "(set PROOFRECON_MINT_CANARIES)",
+                mint_url=url,
+            )
+
 
 def run_worker(settings: Settings) -> int:
+    logging.config.dictConfig(logging_config(settings.log_level))
+    settings.check_web_exposure()
+    warn_about_canaries(settings)
     asyncio.run(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     runtime = create_app(settings)

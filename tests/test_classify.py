@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -83,7 +84,7 @@ def checked(
 
 
 def test_consistent_proofs_are_cleared() -> None:
-    decision = Policy().decide([checked(DbStatus.UNSPENT, U, 0), checked(DbStatus.SPENT, S, 1)])
+    decision = Policy().decide([checked(DbStatus.UNSPENT, U, 0), checked(DbStatus.UNSPENT, U, 1)])
     assert decision.verdict is Verdict.CLEARED
     assert decision.code is None
     assert decision.operation_cleared
@@ -96,7 +97,7 @@ def test_high_blocks_the_melt() -> None:
     assert decision.code is BlockCode.HIGH_SEVERITY_DISCREPANCIES
     assert not decision.operation_cleared
     assert decision.discrepancies_found == 2
-    assert decision.discrepancies_resolved == 1  # the MEDIUM one is still corrected
+    assert decision.discrepancies_resolved == 2  # both are corrected (MARK_SPENT) even so
     assert (decision.severity_counts.high, decision.severity_counts.medium) == (1, 1)
 
 
@@ -106,17 +107,68 @@ def test_multiple_high_discrepancies() -> None:
     assert decision.severity_counts.high == 3
 
 
-@pytest.mark.parametrize(("db", "mint"), [(DbStatus.SPENT, U), (DbStatus.PENDING, S)])
-def test_medium_clears_after_reconciliation(db: DbStatus, mint: MintState) -> None:
-    decision = Policy().decide([checked(db, mint), checked(DbStatus.UNSPENT, U, 1)])
-    assert decision.verdict is Verdict.CLEARED_AFTER_RECONCILIATION
-    assert decision.operation_cleared
-    assert decision.discrepancies_resolved == 1
+# --- rule 1: the mint's word decides -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("db", "mint"), [(None, S), (DbStatus.UNSPENT, P), (DbStatus.PENDING, U), (DbStatus.SPENT, P)]
+    ("db", "mint", "code"),
+    [
+        (DbStatus.PENDING, S, BlockCode.PROOF_SPENT_AT_MINT),  # MEDIUM, corrected, still SPENT
+        (None, S, BlockCode.PROOF_SPENT_AT_MINT),  # not in the DB (LOW): finding 9
+        (None, P, BlockCode.PROOF_PENDING_AT_MINT),
+        (DbStatus.UNSPENT, P, BlockCode.PROOF_PENDING_AT_MINT),
+        (DbStatus.SPENT, P, BlockCode.PROOF_PENDING_AT_MINT),
+        (DbStatus.SPENT, S, BlockCode.PROOF_SPENT_AT_MINT),  # consistent, and still unmeltable
+        (DbStatus.PENDING, P, BlockCode.PROOF_PENDING_AT_MINT),
+    ],
 )
+def test_a_proof_the_mint_reports_spent_or_pending_never_clears(
+    db: DbStatus | None, mint: MintState, code: BlockCode
+) -> None:
+    decision = Policy().decide([checked(db, mint), checked(DbStatus.UNSPENT, U, 1)])
+    assert (decision.verdict, decision.code) == (Verdict.BLOCKED, code)
+
+
+def test_the_mint_decides_under_any_policy() -> None:
+    lenient = Policy(
+        auto_correct=frozenset({Severity.MEDIUM, Severity.LOW}),
+        severity_overrides={t: Severity.LOW for t in DiscrepancyType},
+    )
+    for db in (None, DbStatus.UNSPENT, DbStatus.PENDING, DbStatus.SPENT):
+        for mint in (P, S):
+            assert lenient.decide([checked(db, mint)]).verdict is Verdict.BLOCKED
+
+
+# --- rule 2: the severity policy ---------------------------------------------------------------
+
+
+def test_db_spent_mint_unspent_blocks_since_nothing_was_corrected() -> None:
+    """Finding 15: the wallet already debited these proofs; paying them out again pays twice."""
+    decision = Policy().decide([checked(DbStatus.SPENT, U), checked(DbStatus.UNSPENT, U, 1)])
+    assert (decision.verdict, decision.code) == (
+        Verdict.BLOCKED,
+        BlockCode.UNRESOLVED_DISCREPANCIES,
+    )
+    assert decision.discrepancies_resolved == 0
+
+
+def test_medium_clears_after_reconciliation_only_when_corrected() -> None:
+    # No default pair gives a corrected MEDIUM the mint still calls UNSPENT; an override does.
+    policy = Policy(severity_overrides={T.DB_SPENT_MINT_UNSPENT: Severity.LOW})
+    proof = policy.check(y=YS[0], amount=1, keyset_id="k", db_status=DbStatus.SPENT, mint_state=U)
+    assert policy.decide([proof]).verdict is Verdict.CLEARED
+    corrected = replace(
+        checked(DbStatus.SPENT, U),
+        classification=Classification(T.DB_SPENT_MINT_UNSPENT, Severity.MEDIUM, Action.MARK_SPENT),
+    )
+    decision = Policy().decide([corrected])
+    assert decision.verdict is Verdict.CLEARED_AFTER_RECONCILIATION
+    assert decision.discrepancies_resolved == 1
+    untokened = replace(corrected, token_id=None)  # nothing to address a correction to
+    assert Policy().decide([untokened]).code is BlockCode.UNRESOLVED_DISCREPANCIES
+
+
+@pytest.mark.parametrize(("db", "mint"), [(None, U), (DbStatus.PENDING, U)])
 def test_low_is_logged_and_the_melt_proceeds(db: DbStatus | None, mint: MintState) -> None:
     decision = Policy().decide([checked(db, mint)])
     assert decision.verdict is Verdict.CLEARED
@@ -130,7 +182,13 @@ def test_defaults_equal_the_settings_defaults() -> None:
 
 
 @pytest.mark.parametrize(
-    "code", [BlockCode.MINT_UNAVAILABLE, BlockCode.INVALID_REQUEST, BlockCode.DEADLINE_EXCEEDED]
+    "code",
+    [
+        BlockCode.MINT_UNAVAILABLE,
+        BlockCode.INVALID_REQUEST,
+        BlockCode.DEADLINE_EXCEEDED,
+        BlockCode.MINT_MISMATCH,
+    ],
 )
 def test_fail_closed_verdicts(code: BlockCode) -> None:
     decision = Policy().blocked_verdict(code)
@@ -140,9 +198,17 @@ def test_fail_closed_verdicts(code: BlockCode) -> None:
     assert decision.discrepancies_found == 0
 
 
-def test_high_severity_code_cannot_be_imposed() -> None:
+@pytest.mark.parametrize(
+    "code",
+    [
+        BlockCode.HIGH_SEVERITY_DISCREPANCIES,
+        BlockCode.PROOF_SPENT_AT_MINT,
+        BlockCode.UNRESOLVED_DISCREPANCIES,
+    ],
+)
+def test_decided_codes_cannot_be_imposed(code: BlockCode) -> None:
     with pytest.raises(ValueError):
-        Policy().blocked_verdict(BlockCode.HIGH_SEVERITY_DISCREPANCIES)
+        Policy().blocked_verdict(code)
 
 
 # --- custom policy -----------------------------------------------------------------------------
@@ -154,14 +220,28 @@ def test_custom_policy_blocks_medium_and_corrects_nothing() -> None:
     )
     proof = policy.check(y=YS[0], amount=1, keyset_id="k", db_status=DbStatus.SPENT, mint_state=U)
     decision = policy.decide([proof])
-    assert decision.verdict is Verdict.BLOCKED
+    assert (decision.verdict, decision.code) == (
+        Verdict.BLOCKED,
+        BlockCode.HIGH_SEVERITY_DISCREPANCIES,
+    )
     assert decision.discrepancies_resolved == 0
 
 
-def test_custom_policy_lets_high_through() -> None:
-    decision = Policy(blocking=frozenset()).decide([checked(DbStatus.UNSPENT, S)])
-    assert decision.verdict is Verdict.CLEARED
-    assert decision.severity_counts.high == 1
+@pytest.mark.parametrize(
+    ("blocking", "auto_correct"),
+    [("", "MEDIUM"), ("LOW", ""), ("MEDIUM", ""), ("HIGH,LOW", ""), ("HIGH,MEDIUM", "MEDIUM")],
+)
+def test_policy_settings_that_could_unblock_high_are_refused(
+    blocking: str, auto_correct: str
+) -> None:
+    """Finding 19: `BLOCKING_SEVERITIES=LOW` meant "block LOW too" and unblocked HIGH."""
+    with pytest.raises(ValueError):
+        PolicySettings(blocking_severities=blocking, auto_correct_severities=auto_correct)
+    with pytest.raises(ValueError):
+        Policy(
+            blocking=frozenset(Severity(s) for s in blocking.split(",") if s),
+            auto_correct=frozenset(Severity(s) for s in auto_correct.split(",") if s),
+        )
 
 
 def test_severity_override() -> None:
@@ -169,8 +249,12 @@ def test_severity_override() -> None:
     found = policy.classify(None, S)
     assert found == Classification(T.PROOF_NOT_IN_DB, Severity.HIGH, Action.AUDIT)
     assert policy.classify(DbStatus.UNSPENT, U) is None
-    proof = policy.check(y=YS[0], amount=1, keyset_id="k", db_status=None, mint_state=S)
-    assert policy.decide([proof]).verdict is Verdict.BLOCKED
+    proof = policy.check(y=YS[0], amount=1, keyset_id="k", db_status=None, mint_state=U)
+    decision = policy.decide([proof])
+    assert (decision.verdict, decision.code) == (
+        Verdict.BLOCKED,
+        BlockCode.HIGH_SEVERITY_DISCREPANCIES,
+    )
 
 
 # --- validate summary --------------------------------------------------------------------------
@@ -181,7 +265,8 @@ def test_severity_override() -> None:
     [
         ([(DbStatus.UNSPENT, U)], True, False, Recommendation.PROCEED),
         ([(None, U)], True, False, Recommendation.PROCEED),
-        ([(DbStatus.PENDING, S)], True, False, Recommendation.RECONCILE_FIRST),
+        ([(DbStatus.PENDING, U)], True, False, Recommendation.PROCEED),
+        ([(DbStatus.PENDING, S)], False, False, Recommendation.BLOCK),
         ([(DbStatus.UNSPENT, S), (DbStatus.PENDING, S)], False, True, Recommendation.BLOCK),
     ],
 )

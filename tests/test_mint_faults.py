@@ -328,7 +328,10 @@ async def test_a_caller_with_no_time_for_the_next_token_fails_at_once(
 # --- too long: halving -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("style", list(TooLongStyle))
+TOO_LONG_SIGNALS = [s for s in TooLongStyle if s is not TooLongStyle.HTML_400]
+
+
+@pytest.mark.parametrize("style", TOO_LONG_SIGNALS)
 async def test_too_long_requests_are_halved_and_answers_stay_complete(
     fault_mint: FaultMint, make_gateway: GatewayFactory, style: TooLongStyle
 ) -> None:
@@ -349,6 +352,35 @@ async def test_too_long_requests_are_halved_and_answers_stay_complete(
     later = fault_mint.checkstate_requests[before:]
     assert all(len(r) <= gateway.effective_limit for r in later)  # learned: no more refusals
     assert len(later) == -(-250 // gateway.effective_limit)
+
+
+async def test_finding_13_a_non_json_4xx_never_shrinks_the_limit(
+    fault_mint: FaultMint, make_gateway: GatewayFactory
+) -> None:
+    """A proxy's HTML 400 is not "too many Ys": the check fails closed, the limit stays."""
+    gateway = make_gateway(max_retries=0, breaker_failures=1000)
+    fault_mint.max_ys = 100
+    fault_mint.too_long_style = TooLongStyle.HTML_400
+    for _ in range(12):
+        with pytest.raises(MintProtocolError):
+            await gateway.check(new_ys(350))
+    assert gateway.effective_limit == 1000
+    fault_mint.max_ys = None  # the proxy glitch is over: full requests again
+    ys = new_ys(900)
+    assert await gateway.check(ys) == dict.fromkeys(ys, MintState.UNSPENT)
+    assert len(fault_mint.checkstate_requests[-1]) == 900
+
+
+async def test_finding_13_a_halved_limit_grows_back(
+    fault_mint: FaultMint, make_gateway: GatewayFactory
+) -> None:
+    gateway = make_gateway(limiter_model="none")
+    fault_mint.script(Fault.TOO_LONG_11014)  # one glitch
+    await gateway.check(new_ys(10))
+    assert gateway.effective_limit == 5
+    for _ in range(200):  # 20 full answers per doubling: 5, 10, ... 640, then the cap
+        await gateway.check(new_ys(gateway.effective_limit))
+    assert gateway.effective_limit == 1000
 
 
 async def test_cashu_code_11014_halves_the_batch(

@@ -633,8 +633,11 @@ def test_exactly_the_requested_set_is_accepted(ys: list[str], data: st.DataObjec
         (400, b'{"detail": "too many inputs", "code": 11014}', 20, TooLong),
         (422, b'{"detail": "nope", "code": 11014}', 2, TooLong),
         (413, b"<html>413</html>", 20, TooLong),
-        (400, b"<html>Bad Request</html>", 20, TooLong),
-        (422, b"not json", 20, TooLong),
+        # Finding 13: only the documented signals mean "too long"; a proxy's error page or
+        # CDK's plain-text 422 (a malformed Y) must not shrink every later request.
+        (400, b"<html>Bad Request</html>", 20, BadAnswer),
+        (422, b"not json", 20, BadAnswer),
+        (422, b"Failed to deserialize the JSON body", 20, BadAnswer),
         (400, b"<html>Bad Request</html>", 1, BadAnswer),
         (404, b"<html>Not Found</html>", 20, BadAnswer),
         (403, b"forbidden", 20, BadAnswer),

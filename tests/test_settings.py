@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from streams.cashu import y_from_secret
 from streams.domain import Severity
 from streams.settings import THEMES, CoreSettings, load_settings, render_env_example
 
 REPO = Path(__file__).resolve().parent.parent
+CANARY = y_from_secret("a canary proof")
 
 
 def test_env_example_lists_every_variable() -> None:
@@ -48,12 +50,13 @@ def test_defaults_follow_design(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_environment_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROOFRECON_MINT_ALLOWLIST", "https://mint.a/ , https://mint.b")
-    monkeypatch.setenv("PROOFRECON_MINT_CANARIES", "https://mint.a=02AB")
+    monkeypatch.setenv("PROOFRECON_MINT_CANARIES", f"https://mint.a={CANARY.upper()}")
     monkeypatch.setenv("PROOFRECON_POLICY_BLOCKING_SEVERITIES", "HIGH,MEDIUM")
+    monkeypatch.setenv("PROOFRECON_POLICY_AUTO_CORRECT_SEVERITIES", "")
     monkeypatch.setenv("PROOFRECON_CLICKHOUSE_URL", "http://u:p@ch:8123/proofrecon")
     s = load_settings()
     assert s.mint.allowlist == ["https://mint.a", "https://mint.b"]
-    assert s.mint.canaries == {"https://mint.a": "02ab"}
+    assert s.mint.canaries == {"https://mint.a": CANARY}
     assert s.policy.blocking_severities == {Severity.HIGH, Severity.MEDIUM}
     assert s.clickhouse_url == "http://u:p@ch:8123/proofrecon"
 

@@ -142,6 +142,23 @@ def rec(first: int, last: int) -> BatchRecord:
     return BatchRecord(TP, first, last, last - first + 1, f"t{first}")
 
 
+def test_finding_22_a_compacted_replay_keeps_its_recorded_token() -> None:
+    """Inserted 100-109, crashed before the commit, then compaction removed 100-106: the re-cut
+    batch must carry the token of the insert, or its survivors would be counted twice."""
+    inserted = Batch.of(TP, 100, 109, recs(*range(100, 110)))
+    recorded = BatchRecord(TP, 100, 109, 10, inserted.token)
+    plan = plan_resume(100, [recorded], log_start=0, log_end=200)
+    b = Batcher(max_rows=1000, max_wait_s=1.0)
+    b.assign(TP, start=100, cuts=plan.cuts, tokens=plan.tokens)
+    b.add(TP, recs(107, 108, 109, 110), now=0.0)  # what compaction left, and one more
+    replayed = b.cut(now=0.0)[0]
+    assert (replayed.first_offset, replayed.last_offset) == (100, 109)
+    assert len(replayed.records) == 3
+    assert replayed.token == inserted.token
+    fresh = Batch.of(TP, 100, 109, recs(107, 108, 109))  # what a recomputed token would be
+    assert fresh.token != inserted.token
+
+
 def test_resume_fresh_when_the_recorded_batch_was_committed() -> None:
     plan = plan_resume(51, [rec(40, 50)], log_start=0, log_end=100)
     assert plan.kind is ResumeKind.FRESH and plan.cuts == () and plan.seek_to is None

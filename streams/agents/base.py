@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias, TypeVar
 
 import faust
+from aiokafka import errors as kafka_errors
 from faust.streams import _current_event
 from faust.types import EventT, StreamT
 from pydantic import BaseModel, ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from streams.app import Runtime
 from streams.domain import ErrorKind, Lifecycle, Severity
+from streams.errors import DeliveryFailed, DeliveryRefused
 from streams.ledger import ProofRecord, TokenRecord, proof_key, token_key
 from streams.logs import log
 from streams.models import (
@@ -26,7 +35,8 @@ from streams.models import (
     ProofCheckEvent,
     to_json_bytes,
 )
-from streams.reconcile import OpenDiscrepancy
+from streams.reconcile import OpenDiscrepancy, ProofToCheck
+from streams.redact import redact_key, redact_raw
 
 logger = logging.getLogger("proofrecon.emit")
 
@@ -72,6 +82,14 @@ def ledger_record(runtime: Runtime, npub: str, y: str) -> ProofRecord | None:
     return TokenRecord.from_dict(row).proof(token_id, y) if row else None
 
 
+def to_check(y: str, amount: int, keyset_id: str, record: ProofRecord | None) -> ProofToCheck:
+    """One requested proof joined with the ledger. The ledger wins the join: when it knows the
+    proof, its token, amount and keyset are used, never the caller's (review finding 5)."""
+    if record is None:
+        return ProofToCheck(y, amount, keyset_id, None, None)
+    return ProofToCheck(y, record.amount, record.keyset_id, record.token_id, record)
+
+
 def open_discrepancies(
     runtime: Runtime, npub: str, ys: Iterable[str]
 ) -> dict[str, OpenDiscrepancy]:
@@ -97,21 +115,103 @@ def write_open_changes(
             table[key] = change.to_dict()
 
 
+# Refused for this message, whatever we do: never retried, the input goes to the dead-letter topic.
+_REFUSED = (
+    kafka_errors.RecordTooLargeError,
+    kafka_errors.MessageSizeTooLargeError,
+    kafka_errors.RecordListTooLargeError,
+    kafka_errors.InvalidTopicError,
+    kafka_errors.TopicAuthorizationFailedError,
+    kafka_errors.CorruptRecordException,
+)
+_RESEND_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    topic: faust.TopicT
+    key: bytes
+    value: bytes
+    future: Awaitable[Any]
+
+
+@dataclass
+class Deliveries:
+    """The outputs of one input message, each confirmed by the broker before the input is
+    acknowledged (Faust only flushes the producer before a commit and ignores a failed send,
+    so an output it could not deliver would be lost behind the commit)."""
+
+    _sent: list[_Sent] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    async def send(self, topic: faust.TopicT, key: bytes, value: bytes) -> None:
+        """Hand a record to the producer now (it is batched with others); confirmed later."""
+        future = await topic.send(key=key, value=value)
+        self._sent.append(_Sent(topic, key, value, future))
+
+    async def confirm(self) -> None:
+        """Wait until the broker has every record. DeliveryRefused when one can never be
+        delivered; DeliveryFailed when retries did not get one through (Kafka in trouble)."""
+        sent, self._sent = self._sent, []
+        for item in sent:
+            try:
+                await item.future
+            except _REFUSED as exc:
+                raise DeliveryRefused(type(exc).__name__, topic=_name(item.topic)) from None
+            except Exception:
+                await _resend(item)
+
+
+async def _resend(item: _Sent) -> None:
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(_RESEND_ATTEMPTS),
+        wait=wait_exponential_jitter(initial=0.1, max=2.0),
+        retry=retry_if_not_exception_type(_REFUSED),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt:
+                await (await item.topic.send(key=item.key, value=item.value))
+    except _REFUSED as exc:
+        raise DeliveryRefused(type(exc).__name__, topic=_name(item.topic)) from None
+    except Exception as exc:
+        raise DeliveryFailed(type(exc).__name__, topic=_name(item.topic)) from None
+
+
+def _name(topic: faust.TopicT) -> str:
+    return str(topic.get_topic_name())
+
+
 class Emitter:
     """Every output of the pipeline goes through here: one place for keys, ids and metrics.
 
-    Each send is awaited into the producer before the input event is acknowledged; Faust flushes
-    the producer before it commits offsets, so an output is never lost behind a commit.
+    Each method hands its records to `out` (see Deliveries); the caller confirms them all at
+    once before acknowledging its input. Without `out`, a send is confirmed at once.
     """
 
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._m = runtime.metrics
 
-    async def discrepancies(self, events: Sequence[DiscrepancyEvent]) -> None:
-        topic = self._rt.topics["discrepancies"]
+    async def _send(
+        self, name: str | faust.TopicT, key: bytes, value: bytes, out: Deliveries | None
+    ) -> None:
+        topic = self._rt.topics[name] if isinstance(name, str) else name
+        if out is not None:
+            await out.send(topic, key, value)
+            return
+        single = Deliveries()
+        await single.send(topic, key, value)
+        await single.confirm()
+
+    async def discrepancies(
+        self, events: Sequence[DiscrepancyEvent], out: Deliveries | None = None
+    ) -> None:
         for event in events:
-            await topic.send(key=event.npub.encode(), value=to_json_bytes(event))
+            await self._send("discrepancies", event.npub.encode(), to_json_bytes(event), out)
             self._m.discrepancies.labels(
                 event.severity.value,
                 event.type.value,
@@ -135,20 +235,24 @@ class Emitter:
                 Y_prefixes=[e.y[:12] for e in high[:10]],
             )
 
-    async def corrections(self, commands: Sequence[CorrectionCommand]) -> None:
-        topic = self._rt.topics["corrections"]
+    async def corrections(
+        self, commands: Sequence[CorrectionCommand], out: Deliveries | None = None
+    ) -> None:
         for command in commands:
-            await topic.send(key=command.npub.encode(), value=to_json_bytes(command))
+            await self._send("corrections", command.npub.encode(), to_json_bytes(command), out)
             self._m.corrections.labels(command.set_status.value).inc()
 
-    async def proof_check(self, event: ProofCheckEvent) -> None:
+    async def proof_check(self, event: ProofCheckEvent, out: Deliveries | None = None) -> None:
         key = (event.npub or event.mint_url).encode()
-        await self._rt.topics["proof_checks"].send(key=key, value=to_json_bytes(event))
+        await self._send("proof_checks", key, to_json_bytes(event), out)
         self._m.proofs_checked.labels(event.source.value, event.mint_url).inc(event.proofs_checked)
 
-    async def answer(self, result: PreflightResult, reply_to: str | None) -> None:
-        topic = self._rt.topic(reply_to or self._rt.settings.topics.preflight_results)
-        await topic.send(key=result.request_id.encode(), value=to_json_bytes(result))
+    async def answer(
+        self, result: PreflightResult, reply_to: str | None, out: Deliveries | None = None
+    ) -> None:
+        """The verdict, on the results topic or an allow-listed reply topic (never another)."""
+        topic = self._rt.reply_topic(reply_to)
+        await self._send(topic, result.request_id.encode(), to_json_bytes(result), out)
         self._m.verdicts.labels(result.verdict.value, result.code or "").inc()
 
     async def decode(self, event: RawEvent, model: type[Model], context: str = "") -> Model | None:
@@ -161,28 +265,22 @@ class Emitter:
             await self.dead_letter(event, ErrorKind.VALIDATION_ERROR, error)
             return None
 
-    async def dead_letter(
-        self,
-        event: RawEvent,
-        error_kind: ErrorKind,
-        error: str,
-        *,
-        known_secrets: Sequence[str] = (),
-    ) -> None:
+    async def dead_letter(self, event: RawEvent, error_kind: ErrorKind, error: str) -> None:
+        """Park `event` on the dead-letter topic: its place, why, and only the fields of it the
+        contract knows (streams.redact). Confirmed before it returns."""
         message = event.message
-        raw = message.value if isinstance(message.value, bytes | str) else b""
         record = DeadLetterRecord(
             source_topic=message.topic,
             partition=message.partition,
             offset=message.offset,
-            key=message.key.decode("utf-8", "replace") if isinstance(message.key, bytes) else None,
+            key=redact_key(message.key if isinstance(message.key, bytes) else None),
             error_kind=error_kind,
             error=error,
-            raw=raw,
+            raw=redact_raw(message.value if isinstance(message.value, bytes | str) else None),
             received_at=utcnow(),
         )
-        topic: faust.TopicT = self._rt.topics["dead_letter"]
-        await topic.send(key=message.key, value=to_json_bytes(record))
+        key = (record.key or "").encode()  # the redacted key: the raw one may be anything
+        await self._send("dead_letter", key, to_json_bytes(record), None)
         self._m.dead_letters.labels(message.topic, error_kind.value).inc()
         log(
             logger,

@@ -4,26 +4,41 @@ partition.
 The sweep and the web API run outside any event, where Faust tables cannot be written; they
 publish what the mint said to `recon.findings`, keyed by npub, and this agent, which owns that
 npub's partition, classifies it against the ledger and the open discrepancies in event context.
+
+A finding claims to be the mint's word, so the topic is not trusted blindly (review finding 18):
+every finding carries an HMAC of its bytes (header `proofrecon-signature`) under the workers'
+shared key (`PROOFRECON_TOPIC_FINDINGS_SIGNING_KEY`; a random key per process when unset, which
+suits one worker). A finding without a valid signature, or naming a mint off the allow-list, is
+dead-lettered and changes nothing. Kafka ACLs restricting the internal topics to the workers'
+principal are the other half (README, "Safety").
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import secrets
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from streams.agents.base import (
+    Deliveries,
     Emitter,
     RawEvent,
     RawStream,
     event_context,
     ledger_record,
     open_discrepancies,
+    raw_value,
     write_open_changes,
 )
 from streams.app import Runtime
 from streams.domain import ErrorKind, MintState, Source
+from streams.errors import DeliveryFailed
+from streams.mint.protocol import normalise_mint_url
 from streams.models import to_json_bytes
 from streams.reconcile import Outcome, ProofToCheck, reconcile
 
@@ -58,8 +73,40 @@ class Finding(BaseModel):
     proofs: tuple[ObservedProof, ...]
 
 
+SIGNATURE_HEADER = "proofrecon-signature"
+
+
+def sign(key: bytes, value: bytes) -> bytes:
+    return hmac.new(key, value, hashlib.sha256).hexdigest().encode()
+
+
+def signing_key(runtime: Runtime) -> bytes:
+    configured = runtime.settings.topics.findings_signing_key
+    if configured is not None:
+        return configured.get_secret_value().encode()
+    return _PROCESS_KEY
+
+
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
 async def publish_finding(runtime: Runtime, finding: Finding) -> None:
-    await runtime.topics["findings"].send(key=finding.npub.encode(), value=to_json_bytes(finding))
+    value = to_json_bytes(finding)
+    signature = sign(signing_key(runtime), value)
+    topic = runtime.topics["findings"]
+    future = await topic.send(
+        key=finding.npub.encode(), value=value, headers=[(SIGNATURE_HEADER, signature)]
+    )
+    await future
+
+
+def _signature(event: RawEvent) -> bytes | None:
+    headers: Any = event.message.headers or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    for name, value in items:
+        if name == SIGNATURE_HEADER and isinstance(value, bytes):
+            return value
+    return None
 
 
 class Findings:
@@ -68,15 +115,36 @@ class Findings:
         self.emit = Emitter(runtime)
 
     async def handle(self, event: RawEvent) -> None:
-        finding = await self.emit.decode(event, Finding)
+        finding = await self._verified(event)
         if finding is None:
             return
         with event_context(event):
             outcome = self._reconcile(finding)
         if outcome is None:
             return
-        await self.emit.discrepancies(outcome.events)
-        await self.emit.corrections(outcome.corrections)
+        out = Deliveries()
+        await self.emit.discrepancies(outcome.events, out)
+        await self.emit.corrections(outcome.corrections, out)
+        await out.confirm()
+        with event_context(event):
+            write_open_changes(self._rt, finding.npub, outcome.open_changes)
+
+    async def _verified(self, event: RawEvent) -> Finding | None:
+        """The finding, if a worker wrote it and it names an allow-listed mint."""
+        signature = _signature(event)
+        expected = sign(signing_key(self._rt), raw_value(event))
+        if signature is None or not hmac.compare_digest(signature, expected):
+            await self.emit.dead_letter(
+                event, ErrorKind.VALIDATION_ERROR, "finding without a valid signature"
+            )
+            return None
+        finding = await self.emit.decode(event, Finding)
+        if finding is not None and not self._rt.gateways.is_allowed(finding.mint_url):
+            await self.emit.dead_letter(
+                event, ErrorKind.VALIDATION_ERROR, "finding names a mint off the allow-list"
+            )
+            return None
+        return finding
 
     def _reconcile(self, finding: Finding) -> Outcome | None:
         npub = finding.npub
@@ -85,15 +153,21 @@ class Findings:
             record = ledger_record(self._rt, npub, observed.y)
             if record is None and not finding.include_absent:
                 continue
-            amount = record.amount if record else observed.amount
-            keyset_id = record.keyset_id if record else observed.keyset_id
-            if amount is None or keyset_id is None:
+            if record is not None and normalise_mint_url(record.mint_url) != finding.mint_url:
+                continue  # that mint cannot judge a proof the ledger holds at another
+            if record is not None:  # the ledger wins the join
+                check = ProofToCheck(
+                    observed.y, record.amount, record.keyset_id, record.token_id, record
+                )
+            elif observed.amount is not None and observed.keyset_id is not None:
+                check = ProofToCheck(observed.y, observed.amount, observed.keyset_id, None, None)
+            else:
                 continue
-            proofs.append(ProofToCheck(observed.y, amount, keyset_id, observed.token_id, record))
+            proofs.append(check)
             states[observed.y] = observed.state
         if not proofs:
             return None
-        outcome = reconcile(
+        return reconcile(
             proofs,
             states,
             open_discrepancies(self._rt, npub, states),
@@ -105,8 +179,6 @@ class Findings:
             request_id=finding.request_id,
             observation_id=finding.observation_id,
         )
-        write_open_changes(self._rt, npub, outcome.open_changes)
-        return outcome
 
 
 def register(runtime: Runtime) -> None:
@@ -117,6 +189,10 @@ def register(runtime: Runtime) -> None:
         async for event in stream.events():
             try:
                 await findings.handle(event)
+            except DeliveryFailed as exc:  # the broker, not the finding: stop, do not ack
+                logger.error("findings could not be delivered; stopping the worker")
+                await runtime.app.crash(exc)
+                return
             except Exception as exc:
                 logger.exception("could not classify a finding")
                 await findings.emit.dead_letter(

@@ -57,12 +57,49 @@ Handler = Callable[[list[Any]], Awaitable[None]]
 OnError = Callable[[BaseException], Awaitable[None]]
 
 
+class Room:
+    """Room for events in flight, counted in events and in bytes (review finding 21: counting
+    events alone let 5,000 requests of 1,000 proofs hold gigabytes before backpressure).
+
+    An event larger than the whole byte budget is let in alone, so it is never stuck."""
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._events = 0
+        self._bytes = 0
+        self._freed = asyncio.Condition()
+
+    def _fits(self, size: int) -> bool:
+        if self._events >= self._max_events:
+            return False
+        return self._events == 0 or self._bytes + size <= self._max_bytes
+
+    async def take(self, size: int) -> None:
+        async with self._freed:
+            await self._freed.wait_for(lambda: self._fits(size))
+            self._events += 1
+            self._bytes += size
+
+    async def give_back(self, size: int) -> None:
+        async with self._freed:
+            self._events -= 1
+            self._bytes -= size
+            self._freed.notify_all()
+
+
+def event_size(event: Any) -> int:
+    value = getattr(event.message, "value", None)
+    return len(value) if isinstance(value, bytes | str) else 0
+
+
 @dataclass(eq=False)
 class MicroBatches:
     """Gather events for up to `within_s` (or `max_size` events), then run the batch as a task.
 
-    At most `max_in_flight` events are being handled at once; `add` waits for room, which holds
-    the stream back (backpressure) instead of piling up tasks.
+    At most `max_in_flight` events, and `max_in_flight_bytes` of them, are being handled at
+    once; `add` waits for room, which holds the stream back (backpressure) instead of piling up
+    tasks.
     """
 
     handler: Handler
@@ -71,15 +108,16 @@ class MicroBatches:
     max_size: int
     within_s: float
     max_in_flight: int
+    max_in_flight_bytes: int = 64 * 1024 * 1024
     _batch: list[Any] = field(default_factory=list)
     _timer: asyncio.TimerHandle | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _room: asyncio.Semaphore | None = None
+    _room: Room | None = None
 
     async def add(self, event: Any) -> None:
         if self._room is None:
-            self._room = asyncio.Semaphore(self.max_in_flight)
-        await self._room.acquire()
+            self._room = Room(self.max_in_flight, self.max_in_flight_bytes)
+        await self._room.take(event_size(event))
         self.acks.track(event)
         self._batch.append(event)
         if len(self._batch) >= self.max_size:
@@ -104,13 +142,13 @@ class MicroBatches:
             await self.handler(batch)
         except Exception as exc:
             # Not acknowledged: the offsets stay uncommitted and a restart handles them again.
-            for _ in batch:
-                self._room.release()
+            for event in batch:
+                await self._room.give_back(event_size(event))
             await self.on_error(exc)
             return
         for event in batch:
             await self.acks.done(event)
-            self._room.release()
+            await self._room.give_back(event_size(event))
 
     async def drain(self) -> None:
         """Flush and wait for every batch in flight (on shutdown or before a rebalance)."""

@@ -2,10 +2,15 @@
 
 It spends only the sweep's share of each mint's budget (the gateway never lets it touch the
 preflight's), so a sweep never delays a melt. Its results go through the findings agent.
+
+The index is built from the tokens table once its partitions are recovered (in slices that yield
+to the event loop: a million proofs took seconds, review finding 12) and kept up to date by the
+ledger agent, never rebuilt on a timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -18,14 +23,13 @@ from streams.app import Runtime, tables_recovered
 from streams.classify import proof_check_event_id
 from streams.domain import DbStatus, Source
 from streams.errors import MintError
-from streams.ledger import token_rows
+from streams.ledger import SWEEPABLE, TokenRecord, split_key, token_rows
 from streams.logs import log
 from streams.models import ProofCheckEvent
 
 logger = logging.getLogger("proofrecon.sweep")
 
-_SWEEPABLE = frozenset({DbStatus.UNSPENT.value, DbStatus.PENDING.value})
-_REBUILD_EVERY_ROUNDS = 30
+_SLICE = 5_000  # token rows read between two yields to the event loop
 
 
 class SweepIndex:
@@ -97,22 +101,27 @@ class Sweeper:
         self._rt = runtime
         self._index = index
         self._emit = Emitter(runtime)
-        self._rounds = 0
 
-    def rebuild(self) -> None:
-        """Re-read the tokens table (the partitions this worker holds)."""
+    async def rebuild(self) -> None:
+        """Re-read the tokens table (the partitions this worker holds), yielding now and then.
+
+        A Y listed by several tokens is swept at the mint of the token the proof index names."""
         entries: list[tuple[str, str, str]] = []
-        for key, row in token_rows(self._rt.tokens.items()):
-            if row["status"] in _SWEEPABLE:
-                npub = key.rpartition("|")[0]
-                entries.extend((npub, y, str(row["mint_url"])) for y, _, _ in row["proofs"])
+        for count, (key, row) in enumerate(token_rows(self._rt.tokens.items()), 1):
+            token = TokenRecord.from_dict(row)
+            if token.live and DbStatus(token.status.value) in SWEEPABLE:
+                npub, token_id = split_key(key)
+                entries.extend(
+                    (npub, y, token.mint_url)
+                    for y in token.ys
+                    if self._rt.proof_index.token_of(npub, y) == token_id
+                )
+            if count % _SLICE == 0:
+                await asyncio.sleep(0)
         self._index.replace(entries)
 
     async def round(self) -> int:
         """One sweep round over every mint; returns how many proofs were checked."""
-        if self._rounds % _REBUILD_EVERY_ROUNDS == 0:
-            self.rebuild()
-        self._rounds += 1
         checked = 0
         for mint_url in self._index.mints():
             checked += await self._sweep_mint(mint_url)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from streams.domain import MintState, Source
 from streams.errors import MintError
+from streams.mint.pacing import BACKGROUND
 
 ErrorFactory = Callable[[], MintError]
 
@@ -46,6 +47,15 @@ class Ask:
             self.future.set_exception(error())
 
 
+def _payer(asks: Sequence[Ask]) -> Source:
+    """Whose budget a request for these asks spends: PREFLIGHT if any of them is urgent (or
+    there are none), else VALIDATE when only validate waits, else SWEEP."""
+    sources = {a.source for a in asks}
+    if not sources or sources - BACKGROUND:
+        return Source.PREFLIGHT
+    return Source.VALIDATE if sources == {Source.VALIDATE} else Source.SWEEP
+
+
 def _unique_live(asks: Iterable[Ask]) -> list[Ask]:
     return list({id(a): a for a in asks if a.live}.values())
 
@@ -60,11 +70,8 @@ class Chunk:
         return _unique_live(a for y in ys for a in self.asks.get(y, ()))
 
     def source(self, ys: Sequence[str]) -> Source:
-        """SWEEP only if every caller still waiting on `ys` is the sweep."""
-        asks = self.live_asks(ys)
-        if asks and all(a.source is Source.SWEEP for a in asks):
-            return Source.SWEEP
-        return Source.PREFLIGHT
+        """A background source only if every caller still waiting on `ys` is one."""
+        return _payer(self.live_asks(ys))
 
     def deliver(self, ys: Sequence[str], states: dict[str, MintState]) -> None:
         for y in ys:
@@ -117,18 +124,16 @@ class AskQueue:
                 del self._waiting[y]
 
     def source(self) -> Source:
-        """PREFLIGHT if any queued caller is not the sweep: then the queue may wait for budget."""
-        for asks in self._waiting.values():
-            if any(a.source is not Source.SWEEP for a in asks):
-                return Source.PREFLIGHT
-        return Source.SWEEP
+        """PREFLIGHT if any queued caller is not a background one: then the queue may wait for
+        budget. Otherwise the background source that pays for the next request."""
+        return _payer(self._live())
 
     def take_chunk(self, capacity: int) -> tuple[Chunk, list[str]]:
         """Pop up to `capacity` Ys: preflight Ys first, sweep Ys fill the rest."""
         urgent: list[str] = []
         rest: list[str] = []
         for y, asks in self._waiting.items():
-            (urgent if any(a.source is not Source.SWEEP for a in asks) else rest).append(y)
+            (urgent if any(a.source not in BACKGROUND for a in asks) else rest).append(y)
         chosen = (urgent + rest)[:capacity]
         return Chunk({y: self._waiting.pop(y) for y in chosen}), chosen
 

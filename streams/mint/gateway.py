@@ -63,7 +63,7 @@ from streams.mint.observer import (
     NullObserver,
     RequestOutcome,
 )
-from streams.mint.pacing import Clock, LimiterSpec, Pacer
+from streams.mint.pacing import BACKGROUND, Clock, LimiterSpec, Pacer
 from streams.mint.protocol import (
     BadAnswer,
     RateLimited,
@@ -78,6 +78,7 @@ from streams.settings import MintSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_SHARE = 0.25
+DEFAULT_VALIDATE_SHARE = 0.05
 # /v1/info is a hint; a slow one must not hold anything up, and a failed read is retried later.
 _INFO_TIMEOUT_S = 2.0
 _INFO_RETRY_S = 60.0
@@ -87,6 +88,8 @@ _MIN_ATTEMPT_S = 0.01
 # recent latency, so the answer still arrives in time.
 _HOLD_RESERVE_S = 0.2
 _INITIAL_LATENCY_S = 0.05
+# Full answers at a learned (halved) limit before the gateway tries twice as many Ys again.
+_GROW_AFTER_ANSWERS = 20
 
 
 class SweepAllowance(NamedTuple):
@@ -108,6 +111,7 @@ class MintGateway:
         observer: GatewayObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sweep_budget_share: float = DEFAULT_SWEEP_SHARE,
+        validate_budget_share: float = DEFAULT_VALIDATE_SHARE,
         event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
         wall_clock: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
@@ -128,6 +132,7 @@ class MintGateway:
             burst=settings.burst,
             silence_s=settings.rate_limit_silence_s,
             sweep_share=sweep_budget_share,
+            validate_share=validate_budget_share,
             limiter=LimiterSpec(
                 model=settings.limiter_model,
                 limit=settings.limiter_limit,
@@ -149,6 +154,7 @@ class MintGateway:
         canaries = {normalise_mint_url(u): y.lower() for u, y in settings.canaries.items()}
         self.canary: str | None = canaries.get(self.mint_url)
         self._limit = settings.max_batch_size
+        self._good_at_limit = 0
         self._advertised: int | None = None
         self._info_state: str = "unknown"  # unknown | fetching | known
         self._info_tried_at = -math.inf
@@ -263,7 +269,7 @@ class MintGateway:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise MintDeadlineExceeded("deadline passed before asking", mint_url=self.mint_url)
-        if source is not Source.SWEEP:
+        if source not in BACKGROUND:
             # No request can leave before the next token: if that is past our deadline, say so
             # now rather than when the deadline comes.
             wait = self._pacer.wait_time(Source.PREFLIGHT)
@@ -323,7 +329,7 @@ class MintGateway:
             self._wakeup.clear()
             # Let concurrent callers join before the first request goes out.
             await asyncio.sleep(gather_s)
-            if self._queue and self._queue.source() is not Source.SWEEP:
+            if self._queue and self._queue.source() not in BACKGROUND:
                 self._maybe_fetch_info()
             await self._drain_queue()
 
@@ -340,15 +346,16 @@ class MintGateway:
                 self._queue.fail_all(error)
                 return
             source = self._queue.source()
-            if source is not Source.SWEEP:
+            if source not in BACKGROUND:
                 hold = self._hold_s()
                 if hold > 0:
                     await self._more_callers(hold)
                     continue
             if not self._pacer.try_acquire(source):
                 wait = self._pacer.wait_time(source)
-                if source is Source.SWEEP:
-                    # The sweep never waits for budget: it comes back on its next round.
+                if source in BACKGROUND:
+                    # A background caller never waits for budget: the sweep comes back on its
+                    # next round, validate answers BLOCK at once.
                     self._queue.fail_all(self._budget_error(wait))
                     return
                 # Asks whose deadline ends before the next token cannot be met: say so now.
@@ -471,6 +478,7 @@ class MintGateway:
             answer = await self._post_checkstate(request_ys, deadline)
             if isinstance(answer, States):
                 self._accept(chunk, ys, answer.states)
+                self._note_good_answer(len(request_ys))
                 return
             if isinstance(answer, TooLong):
                 await self._halve(chunk, ys, len(request_ys), answer.reason)
@@ -517,11 +525,27 @@ class MintGateway:
             if self._pacer.try_acquire(source):
                 return
             wait = self._pacer.wait_time(source)
-            if source is Source.SWEEP or self._clock() + wait >= deadline:
+            if source in BACKGROUND or self._clock() + wait >= deadline:
                 raise self._budget_error(wait)()
             await asyncio.sleep(wait)
 
+    def _limit_cap(self) -> int:
+        advertised = self._advertised or self.settings.max_batch_size
+        return min(self.settings.max_batch_size, advertised)
+
+    def _note_good_answer(self, sent: int) -> None:
+        """A learned limit grows back: after enough full answers at it, try twice as many (a
+        too-long answer that was a glitch must not shrink requests for good)."""
+        if self._limit >= self._limit_cap() or sent < self._limit:
+            return
+        self._good_at_limit += 1
+        if self._good_at_limit >= _GROW_AFTER_ANSWERS:
+            self._good_at_limit = 0
+            self._limit = min(self._limit_cap(), self._limit * 2)
+            log.info("mint %s: %d full answers; limit now %d", self.mint_url, sent, self._limit)
+
     async def _halve(self, chunk: Chunk, ys: list[str], sent: int, reason: str) -> None:
+        self._good_at_limit = 0
         self._limit = min(self._limit, max(1, sent // 2))
         capacity = self._capacity()
         if capacity >= len(ys):

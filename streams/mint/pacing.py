@@ -311,8 +311,14 @@ class Wire:
     answered = False
 
 
+# Callers nobody waits on at the other end of a melt: each draws from a small share of its own,
+# never waits for budget, and never touches what preflights need.
+BACKGROUND = frozenset({Source.SWEEP, Source.VALIDATE})
+
+
 class Pacer:
-    """One mint's request budget: the limiter's window, preflight and sweep buckets, 429 silence."""
+    """One mint's request budget: the limiter's window, preflight and background buckets (the
+    sweep's, and the web API's validate), 429 silence."""
 
     def __init__(
         self,
@@ -321,24 +327,34 @@ class Pacer:
         burst: int,
         silence_s: float,
         sweep_share: float,
+        validate_share: float = 0.0,
         limiter: LimiterSpec | None = None,
         widen_after: float = 0.5,
         clock: Clock | None = None,
     ) -> None:
-        if not 0 < sweep_share < 1:
-            raise ValueError("sweep_share must be between 0 and 1")
+        shares = {Source.SWEEP: sweep_share, Source.VALIDATE: validate_share}
+        background_share = sum(shares.values())
+        if not 0 < sweep_share < 1 or validate_share < 0 or background_share >= 1:
+            raise ValueError("background shares must be in (0, 1) and leave preflights some")
         self._clock = clock or time.monotonic
         rate = requests_per_minute / 60.0
         self.main = TokenBucket(rate, float(burst), self._clock)
-        self.sweep = TokenBucket(rate * sweep_share, max(1.0, burst * sweep_share), self._clock)
-        # What a sweep must leave in the main bucket. With burst 1 nothing can be reserved: the
-        # sweep's own bucket still bounds it to its share, and a preflight waits one token at most.
-        self.preflight_reserve = float(min(burst - 1, max(1, math.ceil(burst * (1 - sweep_share)))))
+        self.background = {
+            source: TokenBucket(rate * share, max(1.0, burst * share), self._clock)
+            for source, share in shares.items()
+            if share > 0
+        }
+        self.sweep = self.background[Source.SWEEP]
+        # What a background request must leave in the main bucket. With burst 1 nothing can be
+        # reserved: its own bucket still bounds it to its share, and a preflight waits one token.
+        self.preflight_reserve = float(
+            min(burst - 1, max(1, math.ceil(burst * (1 - background_share))))
+        )
         self.window = request_window(limiter, self._clock)
         budget = self.window.budget
-        # What a sweep (or an /v1/info read) must leave of the window's budget for preflights.
+        # What a background request (or an /v1/info read) must leave of the window's budget.
         self.window_reserve = (
-            0.0 if math.isinf(budget) else float(math.ceil(budget * (1 - sweep_share) - 1e-9))
+            0.0 if math.isinf(budget) else float(math.ceil(budget * (1 - background_share) - 1e-9))
         )
         self.widen_after = widen_after
         self.silence_s = silence_s
@@ -361,18 +377,19 @@ class Pacer:
         """Take a request token for `source` now, or return False; never waits."""
         if self.silence_remaining() > 0:
             return False
-        if source is not Source.SWEEP:
+        if source not in BACKGROUND:
             if self.window.wait_time() > 0 or not self.main.try_take():
                 return False
             self.window.take()
             return True
-        if self.sweep.available < 1 - 1e-9:
+        own = self.background.get(source)
+        if own is None or own.available < 1 - 1e-9:
             return False
         if self.window.wait_time(keep=self.window_reserve) > 0:
             return False
         if not self.main.try_take(keep=self.preflight_reserve):
             return False
-        self.sweep.try_take()
+        own.try_take()
         self.window.take()
         return True
 
@@ -391,11 +408,12 @@ class Pacer:
     def wait_time(self, source: Source = Source.PREFLIGHT) -> float:
         """Seconds until `try_acquire(source)` could succeed (counting silence and quiet)."""
         silence = self.silence_remaining()
-        if source is not Source.SWEEP:
+        if source not in BACKGROUND:
             return max(silence, self.main.wait_time(), self.window.wait_time())
+        own = self.background.get(source)
         return max(
             silence,
-            self.sweep.wait_time(),
+            own.wait_time() if own is not None else math.inf,
             self.main.wait_time(keep=self.preflight_reserve),
             self.window.wait_time(keep=self.window_reserve),
         )

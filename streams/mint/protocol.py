@@ -4,9 +4,11 @@ A mint answers UNSPENT for any Y it never saw, so an answer we misread fails sil
 unspent". Hence the strictness: one state per requested Y, no more, no fewer, no duplicates, only
 the three states NUT-07 defines. Anything else is a `BadAnswer`, and nothing from it is used.
 
-Too-long requests are recognised in every form measured or documented: Nutshell's 422 with a
-pydantic `too_long` detail, CDK's 400 with Cashu error code 11014, a 413 from a proxy, and a
-non-JSON error page on a 4xx for a batch of several Ys. The caller halves and retries.
+Too-long requests are recognised only in the forms measured or documented: Nutshell's 422 with a
+pydantic `too_long` detail, CDK's 400 with Cashu error code 11014, and a 413 from a proxy. The
+caller halves and retries. Any other refusal — a proxy's HTML error page, CDK's plain-text 422 for
+a malformed Y — is a BadAnswer: guessing "too long" from it would shrink every later request for
+nothing (review finding 13).
 """
 
 from __future__ import annotations
@@ -15,16 +17,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from streams.domain import MintState
+from streams.mint_url import MintUrlError
+from streams.mint_url import normalise_mint_url as canonical_mint_url
 
 CHECKSTATE_PATH = "/v1/checkstate"
 INFO_PATH = "/v1/info"
 # Cashu error code for "request too long / too many inputs" (CDK answers it with HTTP 400).
 CODE_TOO_LONG = 11014
-# 4xx statuses that say "wrong endpoint or not allowed", never "too many Ys": halving cannot help.
-_NOT_A_SIZE_PROBLEM = frozenset({401, 403, 404, 405, 409, 410})
 _STATES = {state.value: state for state in MintState}
 
 
@@ -65,18 +66,12 @@ Answer = States | RateLimited | TooLong | ServerError | BadAnswer
 
 
 def normalise_mint_url(url: str) -> str:
-    """The one spelling of a mint URL used for allow-list checks and as a gateway's key.
-
-    Scheme and host are case-insensitive; trailing slashes and surrounding whitespace carry no
-    meaning. The path keeps its case: a mint may live under a case-sensitive path prefix.
-    """
-    stripped = url.strip().rstrip("/")
-    parts = urlsplit(stripped)
-    if not parts.scheme or not parts.netloc:
-        return stripped
-    return urlunsplit(
-        (parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, parts.fragment)
-    )
+    """The canonical spelling (streams.mint_url); a URL that has none is returned stripped, so a
+    lookup with it simply finds nothing on the allow-list."""
+    try:
+        return canonical_mint_url(url)
+    except MintUrlError:
+        return url.strip()
 
 
 def checkstate_body(ys: Sequence[str]) -> bytes:
@@ -134,19 +129,14 @@ def _interpret_refusal(status: int, body: bytes, n_ys: int) -> Answer:
             return TooLong(f"HTTP {status}, Cashu error code {CODE_TOO_LONG}")
         detail = payload.get("detail")
         if status == 422 and isinstance(detail, list):
-            return _interpret_validation_detail(detail, n_ys)
+            return _interpret_validation_detail(detail)
     if status == 413:
         return TooLong("HTTP 413")
-    if status == 422 and n_ys > 1 and payload is None:
-        return TooLong("HTTP 422 without a JSON body")
-    is_4xx = 400 <= status < 500
-    if payload is None and n_ys > 1 and is_4xx and status not in _NOT_A_SIZE_PROBLEM:
-        return TooLong(f"HTTP {status} with a non-JSON body for {n_ys} Ys")
     code = payload.get("code") if isinstance(payload, dict) else None
     return BadAnswer(f"HTTP {status}" + (f", Cashu error code {code}" if code is not None else ""))
 
 
-def _interpret_validation_detail(detail: list[Any], n_ys: int) -> Answer:
+def _interpret_validation_detail(detail: list[Any]) -> Answer:
     """FastAPI/pydantic 422 details (Nutshell): a list-length error means too many Ys.
 
     An error located at one element (loc ends in an index) is a malformed Y, which halving would
@@ -160,8 +150,6 @@ def _interpret_validation_detail(detail: list[Any], n_ys: int) -> Answer:
             return TooLong("HTTP 422: list too long")
         if isinstance(loc, list) and loc and isinstance(loc[-1], int):
             return BadAnswer("HTTP 422: the mint rejected a Y as malformed")
-    if n_ys > 1:
-        return TooLong("HTTP 422")
     return BadAnswer("HTTP 422")
 
 
@@ -169,15 +157,19 @@ def advertised_limit(info: Any) -> int | None:
     """The most Ys per checkstate a mint advertises in GET /v1/info, or None if it says nothing.
 
     Tolerant by design: a field we do not understand is ignored, never an error. Read, in order:
-    an explicit NUT-07 limit (`nuts["7"]`'s max_request_length / max_batch_size / max_inputs, as
-    newer mints may advertise it), then Nutshell's `nuts["29"]["max_batch_size"]`: Nutshell 0.20.2
-    fills that from `mint_max_request_length`, the same setting that caps checkstate's Ys list.
+    NUT-06's top-level `max_array_length` (CDK advertises it), an explicit NUT-07 limit
+    (`nuts["7"]`'s max_request_length / max_batch_size / max_inputs, as newer mints may advertise
+    it), then Nutshell's `nuts["29"]["max_batch_size"]`: Nutshell 0.20.2 fills that from
+    `mint_max_request_length`, the same setting that caps checkstate's Ys list.
     Halving on a too-long answer covers a mint whose hint turns out wrong.
     """
-    if not isinstance(info, dict) or not isinstance(info.get("nuts"), dict):
+    if not isinstance(info, dict):
         return None
-    nuts: dict[Any, Any] = info["nuts"]
-    candidates: list[Any] = []
+    # CDK: a top-level NUT-06 `max_array_length` bounds every list in a request.
+    candidates: list[Any] = [info.get("max_array_length")]
+    nuts: Any = info.get("nuts")
+    if not isinstance(nuts, dict):
+        nuts = {}
     nut7 = nuts.get("7")
     if isinstance(nut7, dict):
         candidates += [nut7.get(k) for k in ("max_request_length", "max_batch_size", "max_inputs")]

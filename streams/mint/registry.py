@@ -16,7 +16,7 @@ import httpx
 
 from streams.domain import MintState, Source
 from streams.errors import MintNotAllowed
-from streams.mint.gateway import DEFAULT_SWEEP_SHARE, MintGateway
+from streams.mint.gateway import DEFAULT_SWEEP_SHARE, DEFAULT_VALIDATE_SHARE, MintGateway
 from streams.mint.observer import GatewayObserver, HealthListener
 from streams.mint.pacing import Clock
 from streams.mint.protocol import normalise_mint_url
@@ -33,6 +33,7 @@ class MintGateways:
         settings: MintSettings,
         *,
         sweep_budget_share: float = DEFAULT_SWEEP_SHARE,
+        validate_budget_share: float = DEFAULT_VALIDATE_SHARE,
         clock: Clock | None = None,
         observer: GatewayObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -44,6 +45,7 @@ class MintGateways:
         self._allowed = frozenset(normalise_mint_url(u) for u in settings.allowlist)
         self._options: dict[str, Any] = {
             "sweep_budget_share": sweep_budget_share,
+            "validate_budget_share": validate_budget_share,
             "clock": clock,
             "observer": observer,
             "transport": transport,
@@ -58,6 +60,7 @@ class MintGateways:
     def from_settings(cls, settings: Settings, **options: Any) -> MintGateways:
         """Gateways for the whole service: mint settings, and the sweep's share of each budget."""
         options.setdefault("sweep_budget_share", settings.sweep.budget_share)
+        options.setdefault("validate_budget_share", settings.web.validate_budget_share)
         return cls(settings.mint, **options)
 
     def is_allowed(self, mint_url: str) -> bool:

@@ -44,6 +44,11 @@ def pipeline_settings(
         "allowlist": [MINT_URL, pending_mint.url, DOWN_MINT],
         "max_retries": 1,
         "default_deadline_ms": 1500,
+        # The local mints do not rate-limit 127.0.0.1: no limiter to model, a generous bucket
+        # (so the background shares of sweep and validate are not squeezed by test traffic).
+        "limiter_model": "none",
+        "requests_per_minute": 6000,
+        "burst": 100,
         **overrides.pop("mint", {}),
     }
     with pytest.MonkeyPatch.context() as mp:
