@@ -167,8 +167,8 @@ _background: set[asyncio.Task[None]] = set()  # cleanups nobody awaits must not 
 
 
 class WatchConnection:
-    """One socket. `session` is unique per connection object: states confirmed while it was
-    alive are tied to it, and become unknown when it closes."""
+    """One socket. `session` numbers connection objects uniquely (the planner's handle); a
+    closed connection is never reopened, its owner makes a new one."""
 
     def __init__(
         self,
@@ -390,8 +390,8 @@ class WatchConnection:
                 continue
             try:
                 await self._keepalive_once()
-            except ConnectionLost:
-                return
+            except (ConnectionLost, RequestTimeout):
+                return  # the connection is gone (a timeout closes it)
             except WatchRequestError:
                 self._hooks.rejected(self, "keep-alive refused")
 
