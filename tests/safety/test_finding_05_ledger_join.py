@@ -103,10 +103,9 @@ async def test_finding_05_events_and_corrections_carry_the_ledgers_amount_keyset
     body = json.loads(lying.model_dump_json(by_alias=True))
     body["proofs"] = [{"Y": proof.Y, "amount": 1, "keyset_id": "ffff", "token_id": "tok-other"}]
     assert proof.amount != 1 and proof.keyset_id != "ffff"
-    sent = await produce(
+    await produce(
         pipeline_settings, pipeline_settings.topics.melt_requests, dumps(body), key=owner.encode()
     )
-    assert sent.offset >= 0
     answer = (await answers_to(pipeline_settings, {body["request_id"]}))[body["request_id"]]
     assert (answer["verdict"], answer["code"]) == ("BLOCKED", "HIGH_SEVERITY_DISCREPANCIES")
 

@@ -94,7 +94,6 @@ async def test_finding_06_20_an_undelivered_correction_stops_the_worker_uncommit
         await asyncio.sleep(0.2)
     body = melt_body(owner, spent, MINT_URL)
     sent = await produce(settings, topics.melt_requests, dumps(body), key=owner.encode())
-    assert sent.partition == first.partition
 
     # The correction cannot be delivered: after its retries the worker stops, uncommitted.
     assert fragile_worker.proc is not None

@@ -35,7 +35,6 @@ def _misspelt(url: str) -> bool:
 async def test_finding_11_mint_url_spellings_are_one_mint_in_answers_metrics_and_clickhouse(
     worker: WorkerProcess, pipeline_settings: Settings, real_scenario: Scenario
 ) -> None:
-    assert LOCALHOST_MINT == "http://localhost:3338"
     topics = pipeline_settings.topics
     owner = npub()
     proofs = real_scenario.unspent[:1]

@@ -31,6 +31,7 @@ from streams.agents.findings import SIGNATURE_HEADER, Finding, ObservedProof, si
 from streams.cashu import y_from_secret
 from streams.classify import Policy
 from streams.domain import MintState, Source
+from streams.errors import StoreError
 from streams.ledger import ProofIndex, token_key, token_rows
 from streams.metrics import Metrics
 from streams.models import ContractLimits, to_json_bytes
@@ -157,16 +158,10 @@ async def test_finding_17_a_ledger_table_write_failure_stops_the_worker_never_de
     await runtime.app.agents["ledger"](Stream(Event(message)))
 
     assert table.attempts > 1  # retried
-    assert [type(exc) for exc in runtime.app.crashes] == [RuntimeError]  # then the worker stops
+    assert [type(exc) for exc in runtime.app.crashes] == [StoreError]  # then the worker stops
     assert runtime.topics["dead_letter"].sent == []  # and the event is not parked and acked
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in the fix: streams/agents/findings.py register() still catches every exception "
-    "but DeliveryFailed and dead-letters the finding (acked, never retried); a failed "
-    "write_open_changes in Findings.handle is not retried and does not stop the worker",
-)
 async def test_finding_17_a_findings_table_write_failure_stops_the_worker_never_dead_letters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -52,14 +52,6 @@ def test_finding_25_settings_never_print_their_secrets(monkeypatch: pytest.Monke
     assert secret["ch_url"] in settings.clickhouse_url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in the fix: a refused Kafka setting (streams/settings.py "
-    "KafkaSettings._consistent_security, a model validator) raises a pydantic ValidationError "
-    "whose text quotes the raw input, SASL password included (input_value={...'sasl_password': "
-    "'...'}); streams/cli.py main() catches only ProofReconError, so the worker's traceback on "
-    "stderr prints it (hide_input_in_errors=True on the settings models would stop it)",
-)
 def test_finding_25_a_refused_kafka_setting_does_not_print_its_password(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
