@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from streams.errors import ProofReconError
 from streams.settings import Settings, load_settings
 
@@ -231,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except ProofReconError as exc:
         print(f"proofrecon: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:  # settings refused: where and why, never the values
+        print(f"proofrecon: invalid settings:\n{exc}", file=sys.stderr)
         return 1
 
 

@@ -15,6 +15,8 @@
     │       └── MintDeadlineExceeded DEADLINE_EXCEEDED      (the caller's deadline passed first)
     ├── SinkError                    SINK_ERROR
     │   └── SinkBackpressure         SINK_BACKPRESSURE      (retry after `retry_after` seconds)
+    ├── StoreError                   STORE_ERROR            (a table write still failing after
+    │                                                        retries: stop, do not ack)
     └── DeliveryError                DELIVERY_ERROR         (an output the broker did not take)
         ├── DeliveryRefused          DELIVERY_REFUSED       (refused for this message: too
         │                                                    large, a topic we may not write)
@@ -130,6 +132,10 @@ class SinkBackpressure(SinkError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class StoreError(ProofReconError):
+    code = "STORE_ERROR"
 
 
 class DeliveryError(ProofReconError):

@@ -56,7 +56,10 @@ def _normalise_mint_url(url: str) -> str:
 
 
 class _Themed(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # hide_input_in_errors: a refused setting must not print the others (a password among them).
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, populate_by_name=True, hide_input_in_errors=True
+    )
 
 
 class KafkaSettings(_Themed):
@@ -87,6 +90,18 @@ class KafkaSettings(_Themed):
         gt=0,
         description="Longest one produce request may take, metadata of a missing topic "
         "included (seconds); a send that fails is retried a few times, then the worker stops.",
+    )
+    instance_id: str | None = Field(
+        None,
+        description="Static group membership (KIP-345): a stable id per worker (e.g. its host "
+        "name). A worker restarted within session_timeout_s takes its partitions back at once, "
+        "with no rebalance; unset, it waits for the dead member's session to expire.",
+    )
+    standby_replicas: int = Field(
+        0,
+        ge=0,
+        description="Standby copies of each table partition on other workers, so a partition "
+        "that moves is ready sooner (useful with several workers).",
     )
     session_timeout_s: float = Field(
         10.0,
@@ -158,7 +173,18 @@ class TopicSettings(_Themed):
     partitions: int = Field(
         6, ge=1, description="Partition count of every wallet-facing topic (must be equal)."
     )
-    replication_factor: int = Field(1, ge=1, description="Replication factor for created topics.")
+    replication_factor: int = Field(
+        1,
+        ge=1,
+        description="Replication factor of the topics proofrecon creates (its contract topics "
+        "and Faust's changelogs); 3 on a replicated cluster.",
+    )
+    min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of the topics proofrecon creates (with acks=all, a "
+        "write needs this many replicas). Unset: the broker's default.",
+    )
     retention_ms: int = Field(
         7 * 24 * 3600 * 1000, gt=0, description="Retention of the non-compacted topics (ms)."
     )
@@ -703,7 +729,7 @@ class WebSettings(_Themed):
 class Settings(BaseModel):
     """All themes together. Build with `load_settings()`."""
 
-    model_config = {"frozen": True}
+    model_config = {"frozen": True, "hide_input_in_errors": True}
 
     data_dir: Path
     log_level: str

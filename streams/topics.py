@@ -44,10 +44,12 @@ class TopicInfo:
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     t = settings.topics
     retention = {"cleanup.policy": "delete", "retention.ms": str(t.retention_ms)}
+    if t.min_insync_replicas is not None:
+        retention["min.insync.replicas"] = str(t.min_insync_replicas)
     # A wallet keeps the first answer per request_id; compaction keeps the topic small while
     # `delete` still ages out answers nobody asked for again.
-    answers = {"cleanup.policy": "compact,delete", "retention.ms": str(t.retention_ms)}
-    dead_letter = {"cleanup.policy": "delete", "retention.ms": str(DEAD_LETTER_RETENTION_MS)}
+    answers = {**retention, "cleanup.policy": "compact,delete"}
+    dead_letter = {**retention, "retention.ms": str(DEAD_LETTER_RETENTION_MS)}
     named = [
         (t.token_status, retention),
         (t.melt_requests, retention),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from tenacity import (
 
 from streams.app import Runtime
 from streams.domain import ErrorKind, Lifecycle, Severity
-from streams.errors import DeliveryFailed, DeliveryRefused
+from streams.errors import DeliveryFailed, DeliveryRefused, StoreError
 from streams.ledger import ProofRecord, TokenRecord, proof_key, token_key
 from streams.logs import log
 from streams.models import (
@@ -183,6 +183,51 @@ async def _resend(item: _Sent) -> None:
 
 def _name(topic: faust.TopicT) -> str:
     return str(topic.get_topic_name())
+
+
+_WRITE_ATTEMPTS = 4
+# Not the input's fault: retried where they happen, then the worker stops without acking.
+TRANSIENT = (DeliveryFailed, StoreError)
+
+
+async def write_tables(event: RawEvent, write: Callable[[], None]) -> None:
+    """Run `write` (table writes) in `event`'s context, retried; StoreError if it keeps failing
+    (a table written during a rebalance, a store that cannot be opened)."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(_WRITE_ATTEMPTS),
+        wait=wait_exponential_jitter(initial=0.05, max=1.0),
+        reraise=True,
+    )
+    try:
+        async for attempt in retrying:
+            with attempt, event_context(event):
+                write()
+    except Exception as exc:
+        raise StoreError(f"table write failed: {type(exc).__name__}") from exc
+
+
+async def run_guarded(
+    runtime: Runtime, stream: RawStream, handle: Callable[[RawEvent], Awaitable[None]], what: str
+) -> None:
+    """The one agent loop: each event handled; a transient failure stops the worker before the
+    event's offset is committed; anything else is parked on the dead-letter topic (a bug must not
+    stop a partition: review finding 1) and the loop goes on."""
+    emit = Emitter(runtime)
+    async for event in stream.events():
+        try:
+            await handle(event)
+        except TRANSIENT as exc:
+            log(logger, logging.ERROR, f"{what}: stopping the worker", error=exc.code)
+            await runtime.app.crash(exc)
+            return
+        except Exception as exc:
+            logger.error("%s could not handle an event", what, exc_info=_traceback(exc))
+            await emit.dead_letter(event, ErrorKind.PROCESSING_ERROR, type(exc).__name__)
+
+
+def _traceback(exc: BaseException) -> BaseException | None:
+    # A pydantic error's text quotes its input: name it, never print it.
+    return None if isinstance(exc, ValidationError) else exc
 
 
 class Emitter:

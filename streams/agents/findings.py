@@ -33,11 +33,12 @@ from streams.agents.base import (
     ledger_record,
     open_discrepancies,
     raw_value,
+    run_guarded,
     write_open_changes,
+    write_tables,
 )
 from streams.app import Runtime
 from streams.domain import ErrorKind, MintState, Source
-from streams.errors import DeliveryFailed
 from streams.mint.protocol import normalise_mint_url
 from streams.models import to_json_bytes
 from streams.reconcile import Outcome, ProofToCheck, reconcile
@@ -126,8 +127,9 @@ class Findings:
         await self.emit.discrepancies(outcome.events, out)
         await self.emit.corrections(outcome.corrections, out)
         await out.confirm()
-        with event_context(event):
-            write_open_changes(self._rt, finding.npub, outcome.open_changes)
+        await write_tables(
+            event, lambda: write_open_changes(self._rt, finding.npub, outcome.open_changes)
+        )
 
     async def _verified(self, event: RawEvent) -> Finding | None:
         """The finding, if a worker wrote it and it names an allow-listed mint."""
@@ -186,15 +188,4 @@ def register(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.topics["findings"], name="findings", concurrency=1)
     async def findings_agent(stream: RawStream) -> None:
-        async for event in stream.events():
-            try:
-                await findings.handle(event)
-            except DeliveryFailed as exc:  # the broker, not the finding: stop, do not ack
-                logger.error("findings could not be delivered; stopping the worker")
-                await runtime.app.crash(exc)
-                return
-            except Exception as exc:
-                logger.exception("could not classify a finding")
-                await findings.emit.dead_letter(
-                    event, ErrorKind.PROCESSING_ERROR, type(exc).__name__
-                )
+        await run_guarded(runtime, stream, findings.handle, "findings")

@@ -15,8 +15,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential_jitter
-
 from streams.agents.base import (
     Deliveries,
     Emitter,
@@ -25,8 +23,10 @@ from streams.agents.base import (
     event_context,
     open_discrepancies,
     raw_value,
+    run_guarded,
     utcnow,
     write_open_changes,
+    write_tables,
 )
 from streams.app import Runtime
 from streams.domain import DbStatus
@@ -43,8 +43,6 @@ from streams.models import DiscrepancyEvent, TokenStatusEvent, parse_token_statu
 from streams.reconcile import OpenDiscrepancy, resolve_after_ledger_change
 
 logger = logging.getLogger("proofrecon.ledger")
-
-_WRITE_ATTEMPTS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +121,7 @@ class Ledger:
         return after
 
     async def _write(self, event: RawEvent, parsed: TokenStatusEvent, change: _Change) -> None:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(_WRITE_ATTEMPTS),
-            wait=wait_exponential_jitter(initial=0.05, max=1.0),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt, event_context(event):
-                self._apply(parsed, change)
+        await write_tables(event, lambda: self._apply(parsed, change))
 
     def _apply(self, event: TokenStatusEvent, change: _Change) -> None:
         token = change.update.token
@@ -163,12 +154,4 @@ def register(runtime: Runtime) -> None:
 
     @runtime.app.agent(runtime.topics["token_status"], name="ledger", concurrency=1)
     async def ledger_agent(stream: RawStream) -> None:
-        async for event in stream.events():
-            try:
-                await ledger.handle(event)
-            except Exception as exc:
-                # Not this event's fault (its faults go to the dead-letter topic): the table or
-                # the broker keeps failing. Stop before its offset is committed (finding 17).
-                logger.error("the ledger could not apply an event; stopping the worker")
-                await runtime.app.crash(exc)
-                return
+        await run_guarded(runtime, stream, ledger.handle, "ledger")
