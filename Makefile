@@ -85,13 +85,14 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
 demo: venv stack-up
-	$(BIN)/proofrecon demo
+	$(BIN)/python -m devkit.demo
 
 bench: venv stack-up
 	$(BIN)/python -m bench

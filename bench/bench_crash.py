@@ -3,7 +3,7 @@
     .venv/bin/python -m bench crash [--quick]
     .venv/bin/python -m bench.bench_crash [--rate 50] [--duration 60] [--kill-at 20]
 
-Target (DESIGN.md): 0 melt requests unanswered, 0 duplicate rows in ClickHouse.
+Target (README, "Figures"): 0 melt requests unanswered, 0 duplicate rows in ClickHouse.
 
 Real proofs are recorded in a worker's ledger (most unspent, some spent elsewhere so melts of
 them open HIGH discrepancies and the discrepancy path carries load too). A wallet then publishes
@@ -64,10 +64,10 @@ from bench.common import (
     write_json,
 )
 from bench.support.clickhouse_check import SinkMode, duplicate_rows, sink_mode, standalone_sink
-from streams.settings import Settings
-from streams.topics import client_kwargs
-from tests.support.mint_server import free_port
-from tests.support.worker import SinkProcess
+from devkit.mints import free_port
+from devkit.processes import SinkProcess
+from streams.core.kafka import client_kwargs
+from streams.core.settings import Settings
 
 PROOFS_PER_MELT = 3
 OWNERS = 10

@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from streams.cashu import y_from_secret
-from streams.domain import MintState
+from streams.core.cashu import y_from_secret
+from streams.core.domain import MintState
+from streams.core.settings import MintSettings
 from streams.mint import MintGateway
-from streams.settings import MintSettings
 
 if TYPE_CHECKING:
     from bench.common import BenchResult

@@ -4,13 +4,13 @@ direct GROUP BY over the raw tables.
     .venv/bin/python -m bench hourly_query [--quick]
     .venv/bin/python -m bench.bench_hourly_query [--rows 10000000]
 
-Target (DESIGN.md): the hourly severity-rate query over 10M rows in <= 20 ms.
+Target (README, "Figures"): the hourly severity-rate query over 10M rows in <= 20 ms.
 
 1. A fresh embedded chDB gets the real schema (migrations), then `--rows` discrepancy rows over
    30 days and 8 mints, and proof-check rows (a tenth as many), generated inside ClickHouse
    (INSERT ... SELECT FROM numbers()) so the materialized views fill exactly as the sink fills
    them. No OPTIMIZE: the queries read the parts as the inserts left them.
-2. The measured query is the analysts' one (`sinks.analytics.hourly_query`: the
+2. The measured query is the analysts' one (`sinks.analytics.queries.hourly_query`: the
    `severity_rates_hourly` view, since migration 002 one GROUP BY over the pre-aggregated
    `severity_hourly`), for the last 24 hours and for all 30 days. The baseline computes the same
    rows with a GROUP BY over the raw `discrepancies` and `proof_checks` tables. Both results are
@@ -44,7 +44,7 @@ from bench.common import (
     scratch_dir,
     write_json,
 )
-from sinks.analytics import hourly_query
+from sinks.analytics.queries import hourly_query
 from sinks.clickhouse import ClickHouseStore
 from sinks.migrate import migrate
 

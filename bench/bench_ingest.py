@@ -3,7 +3,7 @@
     .venv/bin/python -m bench ingest [--quick]
     .venv/bin/python -m bench.bench_ingest [--updates 200000] [--proofs-per-token 5]
 
-Target (DESIGN.md): >= 20,000 proof updates/s per worker.
+Target (README, "Figures"): >= 20,000 proof updates/s per worker.
 
 1. Build realistic `wallet.token-status` events before any timing: tokens of `--proofs-per-token`
    proofs spread over many npubs, valid Ys from random secrets (sent as `Y`, so hashing is not
@@ -56,9 +56,9 @@ from bench.common import (
     token_event,
     write_json,
 )
-from streams.cashu import y_from_secret
-from streams.settings import Settings
-from streams.topics import client_kwargs, ensure_topics
+from streams.core.cashu import y_from_secret
+from streams.core.kafka import client_kwargs, ensure_topics
+from streams.core.settings import Settings
 
 TARGET_PER_S = 20_000
 NPUBS = 2_000

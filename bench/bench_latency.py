@@ -3,7 +3,7 @@
     .venv/bin/python -m bench latency [--quick]
     .venv/bin/python -m bench.bench_latency [--rate 50] [--duration 30] [--pacing lifted|default]
 
-Target (DESIGN.md): at 50 req/s, p50 <= 30 ms and p99 <= 150 ms.
+Target (README, "Figures"): at 50 req/s, p50 <= 30 ms and p99 <= 150 ms.
 
 Real proofs minted at the stack's mint are recorded in a worker's ledger first; then melts of 3
 of them each are sent open-loop at `--rate` for `--duration` s through `PreflightClient` (the
@@ -69,9 +69,9 @@ from bench.common import (
     write_json,
 )
 from streams.client import PreflightClient
-from streams.errors import PreflightTimeout
-from streams.models import PreflightResult, parse_melt_request
-from streams.settings import Settings
+from streams.core.contracts import PreflightResult, parse_melt_request
+from streams.core.errors import PreflightTimeout
+from streams.core.settings import Settings
 
 TARGET_P50_MS = 30.0
 TARGET_P99_MS = 150.0

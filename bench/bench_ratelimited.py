@@ -3,13 +3,13 @@
     .venv/bin/python -m bench ratelimited [--quick]
     .venv/bin/python -m bench.bench_ratelimited [--rate 50] [--duration 90] [--limiter nutshell]
 
-Target (DESIGN.md): >= 50x the naive approach's answered melts, zero 429 lockouts.
+Target (README, "Figures"): >= 50x the naive approach's answered melts, zero 429 lockouts.
 
 A real mint limits each client to 60 requests/minute. Localhost is exempt, so the limiter comes
 from one of:
 
 - `design`, `elastic`: a proxy in front of the stack's mint (bench/support/ratelimit_proxy.py)
-  plays the limiter DESIGN.md describes, or Nutshell's elastic-expiry one;
+  plays a fixed-window limiter, or Nutshell's elastic-expiry one;
 - `nutshell`: a real Nutshell mint of its own, started with MINT_RATE_LIMIT=true (60/minute).
   It trusts X-Forwarded-For from 127.0.0.1, so each phase is a remote client IP of its own: the
   naive client sends the header itself, the worker's gateway through
@@ -78,11 +78,11 @@ from bench.common import (
     write_json,
 )
 from bench.support.ratelimit_proxy import RateLimitProxy
+from devkit.mints import MintServer
 from streams.client import PreflightClient
-from streams.errors import PreflightTimeout
-from streams.models import PreflightResult, parse_melt_request
-from streams.settings import Settings
-from tests.support.mint_server import MintServer
+from streams.core.contracts import PreflightResult, parse_melt_request
+from streams.core.errors import PreflightTimeout
+from streams.core.settings import Settings
 
 TARGET_RATIO = 50.0
 PROOFS_PER_MELT = 3
@@ -388,7 +388,7 @@ def main() -> int:
         "--limiter",
         choices=["design", "elastic", "nutshell"],
         default="design",
-        help="a proxy playing DESIGN.md's or Nutshell's limiter, or a real rate-limited Nutshell",
+        help="a proxy playing a fixed-window or Nutshell's limiter, or a rate-limited Nutshell",
     )
     add_set_option(parser)
     args = parser.parse_args()

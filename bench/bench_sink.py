@@ -3,7 +3,7 @@
     .venv/bin/python -m bench sink [--quick]
     .venv/bin/python -m bench.bench_sink [--rows 1000000]
 
-Target (DESIGN.md): >= 100,000 rows/s per worker.
+Target (README, "Figures"): >= 100,000 rows/s per worker.
 
 1. Build `--rows` canonical discrepancy events (through the contract models, then varied) and
    produce them to a fresh 6-partition topic, before any timing.
@@ -42,16 +42,16 @@ from bench.common import (
     scratch_dir,
     write_json,
 )
+from devkit.processes import sink_offsets as offsets
+from devkit.sample import sample_events
 from sinks.batching import Record
 from sinks.clickhouse import ClickHouseStore
 from sinks.migrate import migrate
 from sinks.rows import SPECS, decode_batch, to_columns
-from sinks.sample import sample_events
 from sinks.service import ClickHouseSinkService
-from streams.models import to_json_dict
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from tests.test_sink_support import offsets
+from streams.core.contracts import to_json_dict
+from streams.core.kafka import ensure_topics
+from streams.core.settings import Settings
 
 TARGET_ROWS_PER_S = 100_000
 BATCH = 10_000

@@ -32,12 +32,12 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.mints import free_port
+from devkit.processes import WorkerProcess
+from devkit.wallet import CashuWallet, Scenario, WalletProof
 from streams.client import token_status_event
-from streams.settings import Settings, TopicSettings, load_settings
-from streams.topics import client_kwargs, delete_topics
-from tests.support.mint_server import free_port
-from tests.support.wallet import CashuWallet, Scenario, WalletProof
-from tests.support.worker import WorkerProcess
+from streams.core.kafka import client_kwargs, delete_topics
+from streams.core.settings import Settings, TopicSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -398,7 +398,7 @@ class BenchWorker(WorkerProcess):
     def argv(self) -> list[str]:
         if os.environ.get(PROFILE_ENV) and not os.environ.get(PYSPY_ENV):
             profile = ["-m", "cProfile", "-o", f"{self._profile_out()}.prof"]
-            return [sys.executable, *profile, "-m", "streams.cli", self.command]
+            return [sys.executable, *profile, "-m", "streams.cli.main", self.command]
         return super().argv()
 
     def _profile_out(self) -> Path:

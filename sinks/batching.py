@@ -5,7 +5,8 @@ A batch is a run of records of ONE topic-partition, identified by the offset ran
 `last` the offset of its last record. Ranges, not record lists, identify batches, so a record
 removed by compaction in between does not change a batch's identity.
 
-No double counting rests on three facts (DESIGN.md, "ClickHouse"):
+No double counting rests on three facts (docs/ARCHITECTURE.md, "The sink's no-double-counting
+protocol"):
 1. each batch's range is recorded before its insert (`sink_batches`);
 2. after a restart the first batch of a partition is re-cut to exactly the recorded range
    (`plan_resume` + forced cuts), whatever the size/time limits are now;

@@ -30,8 +30,8 @@ from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from sinks.rows import JSON_INSERT_SETTINGS, JsonSource, RowSpec, json_insert_sql
-from streams.errors import ConfigError, SinkBackpressure, SinkError
-from streams.settings import Settings
+from streams.core.errors import ConfigError, SinkBackpressure, SinkError
+from streams.core.settings import Settings
 
 # While this file exists every call fails as if ClickHouse refused the connection. Tests use it
 # to make embedded chDB "unavailable" for a while (a server's outage needs no hook).

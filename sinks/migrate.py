@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 from sinks.clickhouse import ClickHouseStore
-from streams.errors import SinkError
-from streams.settings import Settings
+from streams.core.errors import SinkError
+from streams.core.settings import Settings
 
 # Inserts remembered per table for insert deduplication: far more than can be in flight between
 # a batch's first insert and its replay (one insert per partition and batch).

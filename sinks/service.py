@@ -19,9 +19,8 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka import TopicPartition as KafkaTP
@@ -30,34 +29,26 @@ from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from sinks.batching import (
-    Batch,
     Batcher,
     BatchRecord,
     RecentIds,
-    Record,
     ResumeKind,
     TopicPartition,
     plan_resume,
 )
 from sinks.clickhouse import ClickHouseStore, RejectedBatch
+from sinks.journal import recent_ids, record_batches, recorded_batches
+from sinks.metrics import SinkMetrics
 from sinks.migrate import migrate
+from sinks.prepare import Prepared, Preparer, SinkStats
 from sinks.rows import (
     SPECS,
-    BadRecord,
     RowSpec,
-    decode_batch,
-    fast_ids,
-    fast_path_values,
-    row_ids,
-    splice_offsets,
-    sql_string,
-    to_columns,
 )
-from sinks.sink_metrics import SinkMetrics
-from streams.errors import SinkBackpressure, SinkError
-from streams.logs import log
-from streams.settings import Settings
-from streams.topics import client_kwargs
+from streams.core.errors import SinkBackpressure, SinkError
+from streams.core.kafka import client_kwargs
+from streams.core.logs import log
+from streams.core.settings import Settings
 
 logger = logging.getLogger("proofrecon.sink")
 
@@ -76,66 +67,6 @@ MAX_POLL_RECORDS = 500
 MAX_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
 STOP_TIMEOUT_S = 15.0
 # Event ids of rows ingested this recently are loaded at assignment to catch re-emissions.
-RECENT_LOOKBACK_S = 3600
-BATCH_RECORD_COLUMNS = (
-    "group_id",
-    "topic",
-    "partition",
-    "first_offset",
-    "last_offset",
-    "rows",
-    "token",
-)
-
-
-@dataclass
-class SinkStats:
-    """Counters for logs, the status endpoint and tests (Prometheus has its own)."""
-
-    rows_inserted: dict[str, int] = field(default_factory=dict)
-    batches: int = 0
-    replayed_batches: int = 0
-    bad_records: int = 0
-    duplicates_dropped: int = 0
-    slow_batches: int = 0  # validated record by record (the fast path refused or rejected them)
-    retries: int = 0
-    last_error: str | None = None
-    paused: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "rows_inserted": dict(self.rows_inserted),
-            "batches": self.batches,
-            "replayed_batches": self.replayed_batches,
-            "bad_records": self.bad_records,
-            "duplicates_dropped": self.duplicates_dropped,
-            "slow_batches": self.slow_batches,
-            "retries": self.retries,
-            "last_error": self.last_error,
-            "paused": self.paused,
-        }
-
-
-@dataclass
-class _Prepared:
-    """A cut batch, prepared once: retries insert exactly the same rows with the same token.
-
-    Fast path: `body` holds the kept records' raw values, for ClickHouse to parse and check.
-    Slow path: `columns` holds the rows pydantic validated (`body` is then None). A fast batch
-    ClickHouse rejects turns into a slow one, and stays one through retries.
-    """
-
-    batch: Batch
-    spec: RowSpec
-    rows: int
-    columns: dict[str, list[Any]] | None = None
-    body: bytes | None = None
-    first_offset: int | None = None  # fast path: offsets are first_offset + row number
-    # fast path: the offsets and values in `body`, and their ids
-    kept: tuple[list[int], list[bytes]] = field(default_factory=lambda: ([], []))
-    kept_ids: list[str] = field(default_factory=list)
-    recorded: bool = False
-    inserted: bool = False
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -173,7 +104,7 @@ class ClickHouseSinkService(Service):
         self._recent = {topic: RecentIds(ch.recent_ids) for topic in self._topics}
         self._consumer: AIOKafkaConsumer | None = None
         self._unplanned: set[TopicPartition] = set()
-        self._pending: list[_Prepared] = []
+        self._pending: list[Prepared] = []
         self._flush_lock = asyncio.Lock()
         self._loop_done = asyncio.Event()
         self._flush_task: asyncio.Future[None] | None = None
@@ -182,6 +113,9 @@ class ClickHouseSinkService(Service):
         self._attempt = 0
         self.stats = SinkStats()
         self.metrics = SinkMetrics(registry)
+        self._prep = Preparer(
+            self._topics, self._recent, self.stats, self.metrics, embedded=self.store.embedded
+        )
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -266,7 +200,7 @@ class ClickHouseSinkService(Service):
         if self._flush_task is None:
             batches = self._batcher.cut(time.monotonic())
             if batches:
-                self._pending = [self._prepare(b) for b in batches]
+                self._pending = [self._prep.prepare(b) for b in batches]
                 self._start_flush(consumer)
         self._throttle(consumer)
 
@@ -286,7 +220,7 @@ class ClickHouseSinkService(Service):
             batches = self._batcher.cut(time.monotonic())
             if not batches:
                 return
-            self._pending = [self._prepare(b) for b in batches]
+            self._pending = [self._prep.prepare(b) for b in batches]
 
     def _reap_flush(self) -> None:
         task = self._flush_task
@@ -328,104 +262,7 @@ class ClickHouseSinkService(Service):
             if ktp in consumer.assignment() and ktp not in consumer.paused():
                 self._batcher.note_position(tp, await consumer.position(ktp))
 
-    def _prepare(self, batch: Batch) -> _Prepared:
-        """Choose the batch's path and its rows: raw values for ClickHouse to parse (the fast
-        path), or pydantic-validated columns when a value cannot take the fast path.
-
-        Deterministic for the batch's bytes (apart from the recent-id filter, as before): a
-        replayed batch takes the same path and sends the same rows under the same token.
-        """
-        spec = self._topics[batch.tp.topic]
-        if batch.forced:
-            self.stats.replayed_batches += 1
-        offsets, values = batch.offsets, batch.values
-        if not all(values):
-            pairs = list(zip(offsets, values, strict=True))
-            self._report_bad(batch.tp, [BadRecord(o, "EMPTY") for o, v in pairs if not v])
-            offsets = [o for o, v in pairs if v]
-            values = [v for _, v in pairs if v]
-        present = cast(list[bytes], values)  # the empty ones are gone
-        joined = fast_path_values(present)
-        ids = fast_ids(spec, present) if joined is not None else None
-        if joined is None or ids is None:
-            return self._prepare_slow(batch, spec, offsets, present)
-        if len(present) == len(batch.values):
-            batch.token_from(joined)  # the same digest as `batch.token`, without a second join
-        recent = self._recent[batch.tp.topic]
-        keep = recent.fresh_indexes(ids)
-        if len(keep) < len(ids):
-            self._count_duplicates(batch.tp.topic, len(ids) - len(keep))
-            offsets = [offsets[i] for i in keep]
-            present = [present[i] for i in keep]
-            ids = [ids[i] for i in keep]
-            joined = b"".join(present)
-        recent.add_all(ids)
-        prepared = _Prepared(batch, spec, len(offsets), kept=(offsets, present), kept_ids=ids)
-        if not offsets:
-            return prepared
-        if self.store.embedded and offsets[-1] - offsets[0] == len(offsets) - 1:
-            prepared.body = joined  # contiguous: ClickHouse numbers the rows itself
-            prepared.first_offset = offsets[0]
-        else:
-            prepared.body = splice_offsets(present, offsets)
-        return prepared
-
-    def _prepare_slow(
-        self, batch: Batch, spec: RowSpec, offsets: list[int], values: list[bytes]
-    ) -> _Prepared:
-        """Validate the batch's non-empty records with pydantic (the caller reported the empty)."""
-        decoded = decode_batch(spec, [Record(o, v) for o, v in zip(offsets, values, strict=True)])
-        self._report_bad(batch.tp, decoded.bad)
-        recent = self._recent[batch.tp.topic]
-        ids = row_ids(spec, decoded.rows)
-        keep = recent.fresh_indexes(ids)
-        if len(keep) < len(ids):
-            self._count_duplicates(batch.tp.topic, len(ids) - len(keep))
-        rows = [decoded.rows[i] for i in keep]
-        kept_offsets = [decoded.offsets[i] for i in keep]
-        recent.add_all(ids[i] for i in keep)
-        columns = to_columns(spec, rows, kept_offsets, batch.tp.topic, batch.tp.partition)
-        self.stats.slow_batches += 1
-        return _Prepared(batch, spec, len(rows), columns=columns)
-
-    def _to_slow(self, p: _Prepared) -> None:
-        """ClickHouse rejected a fast batch: validate its records, keep the good ones."""
-        tp = p.batch.tp
-        offsets, values = p.kept
-        decoded = decode_batch(p.spec, [Record(o, v) for o, v in zip(offsets, values, strict=True)])
-        self._report_bad(tp, decoded.bad)
-        if decoded.bad:
-            bad = {b.offset for b in decoded.bad}
-            # They were remembered as seen; they were not stored.
-            self._recent[tp.topic].discard_all(
-                i for o, i in zip(offsets, p.kept_ids, strict=True) if o in bad
-            )
-        p.columns = to_columns(p.spec, decoded.rows, decoded.offsets, tp.topic, tp.partition)
-        p.rows = len(decoded.rows)
-        p.body = None
-        p.kept, p.kept_ids = ([], []), []
-        self.stats.slow_batches += 1
-
-    def _report_bad(self, tp: TopicPartition, bad: list[BadRecord]) -> None:
-        for record in bad:
-            # Offsets and reasons only: a record's value is never logged.
-            log(
-                logger,
-                logging.WARNING,
-                "sink skipped a bad record",
-                topic=tp.topic,
-                partition=tp.partition,
-                offset=record.offset,
-                reason=record.reason,
-            )
-            self.metrics.bad_records.labels(tp.topic, record.reason).inc()
-        self.stats.bad_records += len(bad)
-
-    def _count_duplicates(self, topic: str, dropped: int) -> None:
-        self.stats.duplicates_dropped += dropped
-        self.metrics.duplicates.labels(topic).inc(dropped)
-
-    def _write(self, pending: list[_Prepared]) -> tuple[_Prepared, RejectedBatch] | None:
+    def _write(self, pending: list[Prepared]) -> tuple[Prepared, RejectedBatch] | None:
         """On the store's thread: record the batches' ranges, then insert them one after the
         other, with no trip through the event loop in between (the loop may be busy unpacking
         a fetch). Stops at a fast batch ClickHouse rejects and returns it, for the loop to
@@ -468,7 +305,7 @@ class ClickHouseSinkService(Service):
             self.stats.rows_inserted[table] = self.stats.rows_inserted.get(table, 0) + written
         return None
 
-    async def _flush(self, pending: list[_Prepared], consumer: AIOKafkaConsumer) -> None:
+    async def _flush(self, pending: list[Prepared], consumer: AIOKafkaConsumer) -> None:
         async with self._flush_lock:
             while (rejected := await self.store.run(self._write, pending)) is not None:
                 p, exc = rejected
@@ -484,7 +321,7 @@ class ClickHouseSinkService(Service):
                     clickhouse_code=exc.clickhouse_code,
                 )
                 self.metrics.rejected_batches.labels(tp.topic).inc()
-                self._to_slow(p)
+                self._prep.to_slow(p)
             await _pause_after_insert_hook()
             offsets: dict[KafkaTP, OffsetAndMetadata] = {}
             for p in pending:
@@ -504,17 +341,7 @@ class ClickHouseSinkService(Service):
             self._pending = [p for p in self._pending if id(p) not in done]
 
     def _record(self, records: list[BatchRecord]) -> None:
-        # A plain INSERT ... VALUES: a few rows, and no insert machinery to spin up for them
-        # (clickhouse-connect's column inserts go through a file and a producer thread).
-        values = ", ".join(
-            f"({sql_string(self.group_id)}, {sql_string(r.tp.topic)}, {int(r.tp.partition)}, "
-            f"{int(r.first_offset)}, {int(r.last_offset)}, {int(r.rows)}, {sql_string(r.token)})"
-            for r in records
-        )
-        self.store.command(
-            f"INSERT INTO {self.store.table('sink_batches')} "  # noqa: S608 - literals escaped
-            f"({', '.join(BATCH_RECORD_COLUMNS)}) VALUES {values}"
-        )
+        record_batches(self.store, self.group_id, records)
 
     # --- backpressure ---------------------------------------------------------------------------
 
@@ -582,7 +409,9 @@ class ClickHouseSinkService(Service):
         ends = await consumer.end_offsets(ktps)
         for tp, ktp in zip(tps, ktps, strict=True):
             committed = await consumer.committed(ktp)
-            recorded = await self.store.run(self._recorded, tp, committed)
+            recorded = await self.store.run(
+                recorded_batches, self.store, self.group_id, tp, committed
+            )
             plan = plan_resume(committed, recorded, log_start=starts[ktp], log_end=ends[ktp])
             if plan.seek_to is not None:
                 consumer.seek(ktp, plan.seek_to)
@@ -598,47 +427,15 @@ class ClickHouseSinkService(Service):
                     start=start,
                     cuts=list(plan.cuts),
                 )
-            await self._warm_recent(tp, start)
+            recent = self._recent[tp.topic]
+            ids = await self.store.run(
+                recent_ids, self.store, self._topics[tp.topic], tp, start, recent.capacity
+            )
+            recent.add_all(ids)
             self._batcher.assign(tp, start, plan.cuts, plan.tokens)
             self._unplanned.discard(tp)
             if not self.stats.paused:
                 consumer.resume(ktp)
-
-    def _recorded(self, tp: TopicPartition, committed: int | None) -> list[BatchRecord]:
-        table = self.store.table("sink_batches")
-        rows = self.store.query(
-            f"SELECT first_offset, last_offset, rows, token FROM {table} "  # noqa: S608
-            "WHERE group_id = {g:String} AND topic = {t:String} AND partition = {p:UInt32} "
-            "AND last_offset >= {c:UInt64} ORDER BY last_offset LIMIT 10000",
-            {"g": self.group_id, "t": tp.topic, "p": tp.partition, "c": committed or 0},
-        )
-        return [
-            BatchRecord(
-                tp, int(r["first_offset"]), int(r["last_offset"]), int(r["rows"]), str(r["token"])
-            )
-            for r in rows
-        ]
-
-    async def _warm_recent(self, tp: TopicPartition, start: int) -> None:
-        recent = self._recent[tp.topic]
-        if recent.capacity <= 0:
-            return
-        spec = self._topics[tp.topic]
-        rows = await self.store.run(
-            self.store.query,
-            f"SELECT {spec.id_field} AS id FROM {self.store.table(spec.table)} "  # noqa: S608
-            "WHERE _topic = {t:String} AND _partition = {p:UInt32} AND _offset < {o:UInt64} "
-            "AND _ingested_at > now64(3) - toIntervalSecond({s:UInt32}) "
-            "ORDER BY _offset DESC LIMIT {n:UInt32}",
-            {
-                "t": tp.topic,
-                "p": tp.partition,
-                "o": start,
-                "s": RECENT_LOOKBACK_S,
-                "n": recent.capacity,
-            },
-        )
-        recent.add_all(str(r["id"]) for r in reversed(rows))
 
 
 async def _pause_after_insert_hook() -> None:

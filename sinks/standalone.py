@@ -7,6 +7,7 @@ inside it. Stops on SIGTERM/SIGINT.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import logging.config
@@ -14,16 +15,21 @@ import signal
 
 from aiohttp import web
 
-from sinks.analytics import ClickHouseAnalytics
+from sinks.analytics.queries import ClickHouseAnalytics
+from sinks.analytics.web import analytics_routes
 from sinks.clickhouse import ClickHouseStore
 from sinks.service import ClickHouseSinkService
-from streams.logs import log, logging_config
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from streams.web_analytics import analytics_routes
-from streams.webauth import auth_middleware
+from streams.core.kafka import ensure_topics
+from streams.core.logs import log, logging_config
+from streams.core.settings import Settings
+from streams.core.webauth import auth_middleware
 
 logger = logging.getLogger("proofrecon.sink")
+
+
+def sink_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`proofrecon sink`."""
+    return run_sink(settings)
 
 
 def run_sink(settings: Settings) -> int:

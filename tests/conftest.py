@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.settings import KafkaSettings, Settings, TopicSettings, load_settings
-from streams.topics import delete_topics
+from streams.core.kafka import delete_topics
+from streams.core.settings import KafkaSettings, Settings, TopicSettings, load_settings
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.pipeline"]
 
@@ -65,7 +65,7 @@ def run_id() -> str:
 
 def build_test_settings(run_id: str, data_dir: Path, **overrides: Any) -> Settings:
     """Settings of their own for one test (or module): topics, consumer group, data dir, port."""
-    from tests.support.mint_server import free_port
+    from devkit.mints import free_port
 
     _SESSION_RUN_IDS.add(run_id)
     topics = {field: f"t{run_id}.{field.replace('_', '-')}" for field in TOPIC_FIELDS}

@@ -22,23 +22,23 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from streams.cashu import y_from_secret
+from devkit.mints import MintServer
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import CashuWallet, WalletProof
 from streams.client import PreflightClient
-from streams.domain import Action, DbStatus, DiscrepancyType, MintState, Severity, Source
-from streams.models import (
+from streams.core.cashu import y_from_secret
+from streams.core.contracts import (
     DiscrepancyEvent,
     MeltRequest,
     ProofCheckEvent,
     parse_melt_request,
     to_json_bytes,
 )
-from streams.settings import Settings
+from streams.core.domain import Action, DbStatus, DiscrepancyType, MintState, Severity, Source
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
 from tests.support.alert_receiver import AlertReceiver
-from tests.support.mint_server import MintServer
 from tests.support.pipeline import ask, melt, npub, publish_token
-from tests.support.wallet import CashuWallet, WalletProof
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.stack
 

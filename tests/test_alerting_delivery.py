@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from streams.alerting.delivery import Deliverer, Receiver, WebhookFormat, backoff_delay, routes
-from streams.domain import AlertKind, Severity
-from streams.metrics import Metrics
-from streams.models import Alert
-from streams.settings import AlertSettings
+from streams.alerting.metrics import AlertMetrics
+from streams.core.contracts import Alert
+from streams.core.domain import AlertKind, Severity
+from streams.core.settings import AlertSettings
 
 AM = "http://am.example:9093"
 
@@ -67,8 +67,8 @@ class Receiving:
 
 def deliverer(
     receiving: Receiving, outcomes: list[tuple[str, str]], **fields: Any
-) -> tuple[Deliverer, Metrics]:
-    metrics = Metrics(CollectorRegistry())
+) -> tuple[Deliverer, AlertMetrics]:
+    metrics = AlertMetrics(CollectorRegistry())
     d = Deliverer(
         conf(**fields),
         generator_url="http://worker:6066/metrics",
@@ -80,9 +80,9 @@ def deliverer(
     return d, metrics
 
 
-def counted(metrics: Metrics, outcome: str) -> float:
+def counted(metrics: AlertMetrics, outcome: str) -> float:
     total = 0.0
-    for metric in metrics.alert_deliveries.collect():
+    for metric in metrics.deliveries.collect():
         for sample in metric.samples:
             if sample.name.endswith("_total") and sample.labels["outcome"] == outcome:
                 total += sample.value

@@ -29,10 +29,10 @@ from streams.alerting.signals import (
     signal_bytes,
 )
 from streams.alerting.windows import EventClock, WindowBook, window_start
-from streams.domain import AlertKind, DiscrepancyType, Lifecycle, Severity
+from streams.core.contracts import Alert
+from streams.core.domain import AlertKind, DiscrepancyType, Lifecycle, Severity
+from streams.core.settings import AlertSettings, load_settings
 from streams.mint.observer import MintHealth
-from streams.models import Alert
-from streams.settings import AlertSettings, load_settings
 
 MINT = "https://mint.example"
 HOUR_MS = 3600 * 1000

@@ -12,7 +12,7 @@ import pytest
 
 from sinks.clickhouse import ClickHouseStore
 from sinks.migrate import migrate
-from streams.settings import Settings
+from streams.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((REPO / "deploy" / "grafana" / "dashboards").glob("*.json"))

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sinks.analytics import (
+from sinks.analytics.commands import HOURLY_COLUMNS, format_table
+from sinks.analytics.queries import (
     AnalyticsQueryError,
     check_limit,
     check_mint,
@@ -15,8 +16,7 @@ from sinks.analytics import (
     hourly_query,
     resolve_since,
 )
-from sinks.commands import HOURLY_COLUMNS, format_table
-from sinks.report import render_report
+from sinks.analytics.report import render_report
 
 NOW = datetime(2026, 3, 10, 14, 37, 12, tzinfo=UTC)
 

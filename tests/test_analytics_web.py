@@ -8,9 +8,9 @@ from typing import Any
 import faust
 import pytest
 
-from sinks.analytics import AnalyticsQueryError
-from streams.errors import SinkBackpressure
-from streams.web_analytics import ROUTES, dispatch, register_analytics_views
+from sinks.analytics.queries import AnalyticsQueryError
+from sinks.analytics.web import ROUTES, dispatch, register_analytics_views
+from streams.core.errors import SinkBackpressure
 
 
 class FakeProvider:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from streams.cashu import (
+from streams.core.cashu import (
     SCRUBBED,
     hash_to_curve,
     is_secret_key,

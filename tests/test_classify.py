@@ -7,22 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.cashu import y_from_secret
-from streams.classify import (
-    Classification,
-    ClassifiedProof,
-    Policy,
-    classify,
-    correction_command_id,
-    corrections_for,
-    discrepancy_event_id,
-    discrepancy_events,
-    preflight_result,
-    proof_check_event_id,
-    stable_id,
-    validate_summary,
-)
-from streams.domain import (
+from streams.core.cashu import y_from_secret
+from streams.core.contracts import DiscrepancyEvent, Recommendation
+from streams.core.domain import (
     Action,
     BlockCode,
     DbStatus,
@@ -32,8 +19,16 @@ from streams.domain import (
     Source,
     Verdict,
 )
-from streams.models import DiscrepancyEvent, Recommendation
-from streams.settings import PolicySettings
+from streams.core.ids import (
+    correction_command_id,
+    discrepancy_event_id,
+    proof_check_event_id,
+    stable_id,
+)
+from streams.core.settings import PolicySettings
+from streams.recon.classification import Classification, ClassifiedProof, classify
+from streams.recon.outputs import corrections_for, discrepancy_events, preflight_result
+from streams.recon.policy import Policy, validate_summary
 
 T = DiscrepancyType
 U, P, S = MintState.UNSPENT, MintState.PENDING, MintState.SPENT
@@ -41,7 +36,7 @@ MINT = "http://127.0.0.1:3338"
 WHEN = datetime(2025, 8, 8, 12, 0, tzinfo=UTC)
 YS = [y_from_secret(f"proof {i}") for i in range(6)]
 
-# Every cell: 3 DB states + absent, x 3 mint states (DESIGN.md, "Classification").
+# Every cell: 3 DB states + absent, x 3 mint states (docs/ARCHITECTURE.md, "Classification").
 TABLE = [
     (DbStatus.UNSPENT, U, None),
     (DbStatus.UNSPENT, P, (T.DB_UNSPENT_MINT_PENDING, Severity.LOW, Action.MONITOR)),

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.models import to_json_bytes
-from streams.settings import Settings
+from streams.core.contracts import to_json_bytes
+from streams.core.settings import Settings
 from tests.support.pipeline import ask, melt, npub, publish_token
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -17,12 +17,12 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.cashu import y_from_secret
+from devkit.demo import STALE_TABLES, _start_worker
+from devkit.processes import WorkerProcess
 from streams.client import TokenStatusPublisher, token_status_event
-from streams.demo import STALE_TABLES, _start_worker
-from streams.settings import Settings
-from streams.topics import delete_topics
-from tests.support.worker import WorkerProcess
+from streams.core.cashu import y_from_secret
+from streams.core.kafka import delete_topics
+from streams.core.settings import Settings
 
 NPUB = "npub1demorecovery"
 

@@ -39,13 +39,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from streams.settings import Settings
-from streams.topics import client_kwargs
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario, WalletProof
+from streams.core.kafka import client_kwargs
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
 from tests.support.hostile import Hostile, broken_message, secret_message
 from tests.support.pipeline import publish_token
-from tests.support.wallet import Scenario, WalletProof
-from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.cashu import y_from_secret
-from streams.ledger import ProofIndex, TokenRecord, apply_token_event, split_key, token_key
-from streams.models import TokenStatusEvent
+from streams.core.cashu import y_from_secret
+from streams.core.contracts import TokenStatusEvent
+from streams.recon.ledger import ProofIndex, TokenRecord, apply_token_event, split_key, token_key
 
 YS = [y_from_secret(f"index-property-{i}") for i in range(6)]
 NPUBS = ["npub1alice", "npub1bob"]

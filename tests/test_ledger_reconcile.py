@@ -7,12 +7,17 @@ from typing import Any
 
 import pytest
 
-from streams.cashu import y_from_secret
-from streams.classify import Policy
-from streams.domain import DbStatus, Lifecycle, MintState, Source, TokenStatus
-from streams.ledger import ProofIndex, ProofRecord, TokenRecord, apply_token_event, token_rows
-from streams.models import TokenStatusEvent
-from streams.reconcile import OpenDiscrepancy, ProofToCheck, reconcile, resolve_after_ledger_change
+from streams.core.cashu import y_from_secret
+from streams.core.contracts import TokenStatusEvent
+from streams.core.domain import DbStatus, Lifecycle, MintState, Source, TokenStatus
+from streams.recon.ledger import ProofIndex, ProofRecord, TokenRecord, apply_token_event, token_rows
+from streams.recon.policy import Policy
+from streams.recon.reconcile import (
+    OpenDiscrepancy,
+    ProofToCheck,
+    reconcile,
+    resolve_after_ledger_change,
+)
 
 YS = [y_from_secret(f"ledger-test-{i}") for i in range(4)]
 AT = datetime(2026, 1, 1, tzinfo=UTC)

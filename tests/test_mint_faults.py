@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from streams.cashu import y_from_secret
-from streams.domain import MintState, Source
-from streams.errors import (
+from devkit.mints import free_port
+from streams.core.cashu import y_from_secret
+from streams.core.domain import MintState, Source
+from streams.core.errors import (
     CanaryMismatch,
     MintCircuitOpen,
     MintDeadlineExceeded,
@@ -21,11 +22,10 @@ from streams.errors import (
     MintRateLimited,
     MintTransportError,
 )
+from streams.core.settings import MintSettings
 from streams.mint import MintGateway, MintHealth
-from streams.settings import MintSettings
 from tests.support.clock import FakeClock
 from tests.support.fault_mint import Fault, FaultMint, TooLongStyle
-from tests.support.mint_server import free_port
 
 GatewayFactory = Callable[..., MintGateway]
 

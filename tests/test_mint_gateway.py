@@ -12,11 +12,16 @@ from typing import Any
 
 import pytest
 
-from streams.cashu import y_from_secret
-from streams.domain import MintState, Source
-from streams.errors import MintDeadlineExceeded, MintNotAllowed, MintRateLimited, MintUnavailable
+from streams.core.cashu import y_from_secret
+from streams.core.domain import MintState, Source
+from streams.core.errors import (
+    MintDeadlineExceeded,
+    MintNotAllowed,
+    MintRateLimited,
+    MintUnavailable,
+)
+from streams.core.settings import MintSettings
 from streams.mint import MintGateway, MintGateways, MintHealth, RequestOutcome
-from streams.settings import MintSettings
 from tests.support.fault_mint import Fault, FaultMint
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from streams.cashu import y_from_secret
-from streams.domain import MintState
-from streams.errors import MintRateLimited
+from devkit.mints import MintServer
+from devkit.wallet import CashuWallet
+from streams.core.cashu import y_from_secret
+from streams.core.domain import MintState
+from streams.core.errors import MintRateLimited
+from streams.core.settings import MintSettings
 from streams.mint import MintGateway
-from streams.settings import MintSettings
-from tests.support.mint_server import MintServer
-from tests.support.wallet import CashuWallet
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 

@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.cashu import hash_to_curve, y_from_secret
-from streams.domain import MintState
-from streams.errors import MintNotAllowed, MintTransportError
+from devkit.mints import MintServer
+from devkit.wallet import Scenario, WalletProof
+from streams.core.cashu import hash_to_curve, y_from_secret
+from streams.core.domain import MintState
+from streams.core.errors import MintNotAllowed, MintTransportError
+from streams.core.settings import MintSettings
 from streams.mint import MintGateway, MintGateways
-from streams.settings import MintSettings
-from tests.support.mint_server import MintServer
-from tests.support.wallet import Scenario, WalletProof
 
 pytestmark = pytest.mark.stack
 

@@ -11,10 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.domain import MintState, Source
+from streams.core.domain import MintState, Source
+from streams.core.mint_url import normalise_or_strip as normalise_mint_url
+from streams.core.settings import LimiterModel
 from streams.mint.breaker import BreakerState, CircuitBreaker
 from streams.mint.cache import LruMap, SeenState, SpentCache
-from streams.mint.pacing import CLOCK_SLACK_S, LimiterSpec, Pacer, TokenBucket
+from streams.mint.limiter import CLOCK_SLACK_S, LimiterSpec, TokenBucket
+from streams.mint.pacing import Pacer
 from streams.mint.protocol import (
     BadAnswer,
     RateLimited,
@@ -24,9 +27,7 @@ from streams.mint.protocol import (
     advertised_limit,
     checkstate_body,
     interpret_checkstate,
-    normalise_mint_url,
 )
-from streams.settings import LimiterModel
 from tests.support.clock import FakeClock
 
 Y1 = "02" + "11" * 32

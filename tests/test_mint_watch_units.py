@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from streams.cashu import y_from_secret
-from streams.domain import MintState
+from streams.core.cashu import y_from_secret
+from streams.core.domain import MintState
 from streams.mint import nut17
 from streams.mint.connection import MessageDropped, WatchConnection
+from streams.mint.limiter import LimiterSpec
 from streams.mint.live import LiveStates, Via
-from streams.mint.pacing import LimiterSpec
 from streams.mint.snapshots import SnapshotQueue
 from streams.mint.watch import WatchManager
 from streams.mint.watchconfig import WatchConfig

@@ -10,23 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from streams.cashu import SCRUBBED, y_from_secret
-from streams.domain import (
-    Action,
-    AlertKind,
-    BlockCode,
-    DbStatus,
-    DiscrepancyType,
-    ErrorKind,
-    Lifecycle,
-    MintState,
-    Severity,
-    Source,
-    TokenStatus,
-    Verdict,
-)
-from streams.errors import ContractError
-from streams.models import (
+from streams.core.cashu import SCRUBBED, y_from_secret
+from streams.core.contracts import (
     Alert,
     ContractLimits,
     CorrectionCommand,
@@ -50,7 +35,22 @@ from streams.models import (
     to_json_bytes,
     to_json_dict,
 )
-from streams.settings import PolicySettings
+from streams.core.domain import (
+    Action,
+    AlertKind,
+    BlockCode,
+    DbStatus,
+    DiscrepancyType,
+    ErrorKind,
+    Lifecycle,
+    MintState,
+    Severity,
+    Source,
+    TokenStatus,
+    Verdict,
+)
+from streams.core.errors import ContractError
+from streams.core.settings import PolicySettings
 
 SECRET = "a-very-recognisable-proof-secret-4f1c2e"
 Y_OF_SECRET = y_from_secret(SECRET)

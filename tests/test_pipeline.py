@@ -15,11 +15,13 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devkit.mints import MintServer
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario, WalletProof
 from streams.client import PreflightClient
-from streams.models import MeltRequest, to_json_bytes
-from streams.settings import Settings
+from streams.core.contracts import MeltRequest, to_json_bytes
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL
-from tests.support.mint_server import MintServer
 from tests.support.pipeline import (
     DOWN_MINT,
     ask,
@@ -28,8 +30,6 @@ from tests.support.pipeline import (
     npub,
     publish_token,
 )
-from tests.support.wallet import Scenario, WalletProof
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.stack
 

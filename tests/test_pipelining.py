@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.agents.pipelining import MicroBatches, OrderedAcks
+from streams.worker.pipelining import MicroBatches, OrderedAcks
 
 
 @dataclass(frozen=True)

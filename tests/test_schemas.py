@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from streams.schemas import contracts, export_schemas
+from streams.core.schemas import contracts, export_schemas
 
 COMMITTED = Path(__file__).resolve().parent.parent / "schemas"
 FIX = "run `proofrecon schemas export schemas` (from the repository root) and commit the result"

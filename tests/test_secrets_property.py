@@ -16,11 +16,16 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.domain import ErrorKind
-from streams.errors import ContractError
-from streams.logs import JsonFormatter
-from streams.models import DeadLetterRecord, parse_melt_request, parse_token_status, to_json_bytes
-from streams.redact import redact_key, redact_raw
+from streams.core.contracts import (
+    DeadLetterRecord,
+    parse_melt_request,
+    parse_token_status,
+    to_json_bytes,
+)
+from streams.core.domain import ErrorKind
+from streams.core.errors import ContractError
+from streams.core.logs import JsonFormatter
+from streams.core.redact import redact_key, redact_raw
 from tests.support.hostile import Hostile, secret_message
 
 NPUB = "npub1propertytest"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streams.cashu import y_from_secret
-from streams.domain import Severity
-from streams.settings import THEMES, CoreSettings, load_settings, render_env_example
+from streams.core.cashu import y_from_secret
+from streams.core.domain import Severity
+from streams.core.settings import THEMES, CoreSettings, load_settings, render_env_example
 
 REPO = Path(__file__).resolve().parent.parent
 CANARY = y_from_secret("a canary proof")
@@ -18,7 +18,7 @@ CANARY = y_from_secret("a canary proof")
 def test_env_example_lists_every_variable() -> None:
     committed = (REPO / ".env.example").read_text()
     assert committed == render_env_example(), (
-        ".env.example is stale: run `.venv/bin/python -m streams.settings > .env.example`"
+        ".env.example is stale: run `.venv/bin/python -m streams.core.settings > .env.example`"
     )
 
 
@@ -72,7 +72,7 @@ def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_mint_request_headers_and_limiter_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from streams.settings import to_env
+    from streams.core.settings import to_env
 
     for key in [k for k in __import__("os").environ if k.startswith("PROOFRECON_")]:
         monkeypatch.delenv(key)

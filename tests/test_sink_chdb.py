@@ -10,14 +10,14 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
+from devkit.sample import sample_events
 from sinks.batching import Record, TopicPartition, batch_token
 from sinks.clickhouse import ClickHouseStore
 from sinks.migrate import DEDUP_WINDOW, load_migrations, migrate, schema_version
 from sinks.rows import SPECS, decode_batch, to_columns
-from sinks.sample import sample_events
-from streams.errors import SinkError
-from streams.models import to_json_bytes
-from streams.settings import Settings
+from streams.core.contracts import to_json_bytes
+from streams.core.errors import SinkError
+from streams.core.settings import Settings
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def _dedup_case(
 
 
 def test_dedup_facts_measured_on_chdb(client: Any) -> None:
-    """DESIGN.md's facts, re-measured: each line is (raw rows, MV-target rows) after a replay."""
+    """chDB deduplication, measured: each line is (raw rows, MV-target rows) after a replay."""
     assert _dedup_case(client, "no_window", 0, 0) == (4, 4)  # the token alone does nothing
     # The raw table drops the replay, but it is STILL pushed through the MV.
     assert _dedup_case(client, "raw_only", 100, 0) == (2, 4)

@@ -22,12 +22,12 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.sample import SampleSet, sample_events
-from streams.models import to_json_dict
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from devkit.processes import process_env
+from devkit.sample import SampleSet, sample_events
+from streams.core.contracts import to_json_dict
+from streams.core.kafka import ensure_topics
+from streams.core.settings import Settings
 from tests.conftest import build_test_settings
-from tests.support.worker import process_env
 from tests.test_sink_support import (
     CLI,
     REPO,

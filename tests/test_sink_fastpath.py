@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from devkit.sample import SampleSet, sample_events
 from sinks.batching import Record
 from sinks.clickhouse import SCRATCH_DIR, ClickHouseStore, RejectedBatch, chdb_path
 from sinks.migrate import migrate
@@ -28,9 +29,8 @@ from sinks.rows import (
     json_insert_sql,
     to_columns,
 )
-from sinks.sample import SampleSet, sample_events
-from streams.models import to_json_dict
-from streams.settings import Settings
+from streams.core.contracts import to_json_dict
+from streams.core.settings import Settings
 
 FIRST_OFFSET = 100
 TOPIC = "recon.test"
@@ -344,9 +344,10 @@ async def test_sink_service_fast_path_with_bad_records(
     import asyncio
     import logging
 
+    from devkit.processes import sink_offsets as offsets
     from sinks.service import ClickHouseSinkService
-    from streams.topics import ensure_topics
-    from tests.test_sink_support import offsets, produce
+    from streams.core.kafka import ensure_topics
+    from tests.test_sink_support import produce
 
     caplog.set_level(logging.INFO, logger="proofrecon.sink")
     await ensure_topics(settings)

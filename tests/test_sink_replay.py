@@ -17,10 +17,10 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from sinks.sample import sample_events
+from devkit.sample import sample_events
 from sinks.service import PAUSE_AFTER_INSERT_ENV
-from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.core.kafka import ensure_topics
+from streams.core.settings import Settings
 from tests.test_sink_support import (
     SinkProcess,
     all_committed,

@@ -12,17 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
 
-from sinks.sample import SampleSet
-from streams.models import to_json_bytes
-from streams.settings import Settings
-from tests.support.worker import SinkProcess
+from devkit.processes import SinkProcess, sink_offsets, topic_of
+from devkit.sample import SampleSet
+from streams.core.contracts import to_json_bytes
+from streams.core.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = REPO / ".venv" / "bin" / "proofrecon"
-SINK_TOPICS = ("discrepancies", "preflight_results", "corrections", "proof_checks")
 
 
 @pytest.fixture
@@ -46,10 +45,6 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.25) 
 
 
 # --- Kafka ---------------------------------------------------------------------------------------
-
-
-def topic_of(settings: Settings, kind: str) -> str:
-    return str(getattr(settings.topics, kind))
 
 
 def sample_messages(settings: Settings, sample: SampleSet) -> list[tuple[str, bytes, bytes]]:
@@ -79,36 +74,13 @@ async def produce(settings: Settings, messages: Iterable[tuple[str, bytes, bytes
         await producer.stop()
 
 
-async def offsets(settings: Settings) -> tuple[dict[str, int], dict[str, int]]:
-    """(end offsets, committed offsets of the sink's group), summed per topic kind."""
-    group = f"{settings.kafka.app_id}-clickhouse-sink"
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id=group,
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        ends: dict[str, int] = {}
-        committed: dict[str, int] = {}
-        for kind in SINK_TOPICS:
-            topic = topic_of(settings, kind)
-            tps = [TopicPartition(topic, p) for p in range(settings.topics.partitions)]
-            end = await consumer.end_offsets(tps)
-            ends[kind] = sum(end.values())
-            committed[kind] = sum([(await consumer.committed(tp)) or 0 for tp in tps])
-        return ends, committed
-    finally:
-        await consumer.stop()
-
-
 def all_committed(settings: Settings) -> bool:
-    ends, committed = asyncio.run(offsets(settings))
+    ends, committed = asyncio.run(sink_offsets(settings))
     return ends == committed
 
 
 def nothing_committed(settings: Settings) -> bool:
-    _, committed = asyncio.run(offsets(settings))
+    _, committed = asyncio.run(sink_offsets(settings))
     return not any(committed.values())
 
 

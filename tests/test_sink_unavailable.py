@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from devkit.mints import free_port
+from devkit.processes import sink_offsets
+from devkit.sample import SampleSet, sample_events
 from sinks.clickhouse import UNAVAILABLE_HOOK_ENV
-from sinks.sample import SampleSet, sample_events
-from streams.settings import Settings
-from streams.topics import ensure_topics
-from tests.support.mint_server import free_port
+from streams.core.kafka import ensure_topics
+from streams.core.settings import Settings
 from tests.test_sink_support import (
     SinkProcess,
     all_committed,
     expected_counts,
     nothing_committed,
-    offsets,
     produce,
     sample_messages,
     sink_processes,
@@ -64,13 +64,13 @@ def test_embedded_outage_then_back(
     )
     asyncio.run(produce(settings, sample_messages(settings, before)))
     wait_for(lambda: all_committed(settings), 60, "the first events committed")
-    _, committed_before = asyncio.run(offsets(settings))
+    _, committed_before = asyncio.run(sink_offsets(settings))
 
     outage.touch()
     asyncio.run(produce(settings, sample_messages(settings, during)))
     wait_for(lambda: sink.status()["paused"], 30, "the sink to pause on the outage")
     time.sleep(2.0)  # several retries while down
-    ends, committed = asyncio.run(offsets(settings))
+    ends, committed = asyncio.run(sink_offsets(settings))
     assert committed == committed_before, "nothing committed while ClickHouse is down"
     assert ends != committed
     assert sink.status()["retries"] >= 2

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devkit.sample import sample_events
 from sinks.batching import (
     Batch,
     Batcher,
@@ -19,8 +20,7 @@ from sinks.batching import (
     plan_resume,
 )
 from sinks.rows import SPECS, decode_batch, row_ids, to_columns
-from sinks.sample import sample_events
-from streams.models import (
+from streams.core.contracts import (
     CorrectionCommand,
     DiscrepancyEvent,
     PreflightResult,

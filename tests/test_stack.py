@@ -12,9 +12,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.cashu import y_from_secret
-from streams.settings import Settings
-from streams.topics import describe_topics, ensure_topics, topic_specs
+from streams.core.cashu import y_from_secret
+from streams.core.kafka import describe_topics, ensure_topics, topic_specs
+from streams.core.settings import Settings
 from tests.conftest import TOPIC_FIELDS
 
 pytestmark = pytest.mark.stack

@@ -5,7 +5,7 @@ default stack's running one (`stack.sh url cdk`), else a private one started fro
 that stack.sh built into the machine's cache. Skipped only when none of these exists (a first
 `make stack-up MINTS=nutshell,cdk` builds cdk-mintd, which takes about ten minutes).
 
-Nutshell's own wallet (tools/cashu_wallet.py, in the mint's virtualenv) mints and swaps against it,
+Nutshell's own wallet (devkit/cashu_wallet.py, in the mint's virtualenv) mints and swaps against it,
 so the proofs and their Ys come from an implementation independent of both the mint and ours.
 """
 
@@ -24,10 +24,10 @@ import aiohttp
 import httpx
 import pytest
 
+from devkit.wallet import mint_python
 from stack.harness import REPO, StackScript, cdk_binary, cdk_version
-from streams.cashu import y_from_secret
-from streams.devwallet import mint_python
-from streams.domain import MintState
+from streams.core.cashu import y_from_secret
+from streams.core.domain import MintState
 from streams.mint.nut17 import (
     Notification,
     Response,
@@ -40,7 +40,7 @@ from streams.mint.nut17 import (
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(180)]
 
-WALLET = REPO / "tools" / "cashu_wallet.py"
+WALLET = REPO / "devkit" / "cashu_wallet.py"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def cdk_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _wallet(*args: str) -> Any:
-    """Run one tools/cashu_wallet.py command with Nutshell's python; its JSON answer."""
+    """Run one devkit/cashu_wallet.py command with Nutshell's python; its JSON answer."""
     python = mint_python()
     assert python.exists(), f"no Nutshell virtualenv at {python}: run `make stack-up` once"
     done = subprocess.run(

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from stack.harness import StackScript
 
@@ -43,8 +44,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[StackScr
 
 
 async def _isr(admin: AIOKafkaAdminClient, topic: str) -> dict[int, set[int]]:
-    (described,) = await admin.describe_topics([topic])
-    return {p["partition"]: set(p["isr"]) for p in described["partitions"]}
+    # The admin client may pick the node that is down for its metadata request: ask again.
+    for _ in range(50):
+        try:
+            (described,) = await admin.describe_topics([topic])
+        except KafkaError:
+            await asyncio.sleep(0.2)
+            continue
+        return {p["partition"]: set(p["isr"]) for p in described["partitions"]}
+    raise AssertionError(f"no node answered a metadata request for {topic}")
 
 
 async def _wait_full_isr(admin: AIOKafkaAdminClient, topic: str, timeout: float) -> None:

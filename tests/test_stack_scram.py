@@ -20,8 +20,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from stack.harness import StackScript
-from streams.settings import KafkaSettings
-from streams.topics import client_kwargs
+from streams.core.kafka import client_kwargs
+from streams.core.settings import KafkaSettings
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 

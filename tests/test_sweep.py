@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from streams.agents.sweep import SweepIndex
-from streams.settings import Settings
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario
+from streams.core.settings import Settings
+from streams.recon.sweep_index import SweepIndex
 from tests.support.pipeline import npub, publish_token
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess, read_topic
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.settings import Settings, to_env
+from streams.core.settings import Settings, to_env
 from tests.conftest import MINT_URL, REPO
 from tests.support.pipeline import DOWN_MINT, ask, melt, npub, publish_token, ref
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.stack
 
@@ -90,7 +90,7 @@ def test_preflight_cli_times_out_without_worker(
     settings = make_settings()  # its own topics: no worker consumes them
     import asyncio
 
-    from streams.topics import ensure_topics
+    from streams.core.kafka import ensure_topics
 
     asyncio.run(ensure_topics(settings))
     result = _preflight_cli(

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from streams.settings import Settings
-from tests.support.worker import SinkProcess
+from devkit.processes import SinkProcess
+from streams.core.settings import Settings
 
 SinkMode = Literal["worker", "standalone"]
 

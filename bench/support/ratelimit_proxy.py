@@ -5,7 +5,7 @@ per client (X-Forwarded-For, else the peer address) and forwards allowed request
 mint, so answers carry the mint's real states. A blocked request gets 429 with Nutshell's body
 and no Retry-After. Two limiters:
 
-- `design` (DESIGN.md's description, the default): at most `limit` requests in any `window_s`
+- `design` (a fixed window, the default): at most `limit` requests in any `window_s`
   (moving window); the request over it starts a block of `window_s`, and every request during
   the block restarts it.
 - `elastic`: what Nutshell 0.20.2 actually runs, slowapi's "fixed-window-elastic-expiry"
@@ -30,7 +30,7 @@ from typing import Literal, Protocol, Self
 import aiohttp
 from aiohttp import web
 
-from tests.support.local_http import LocalServer
+from devkit.local_http import LocalServer
 
 LimiterMode = Literal["design", "elastic"]
 Clock = Callable[[], float]

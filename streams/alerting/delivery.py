@@ -29,12 +29,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from streams.alerting.metrics import AlertMetrics
 from streams.alerting.payloads import alertmanager_payload, alertmanager_url, json_payload
-from streams.domain import AlertKind
-from streams.logs import log
-from streams.metrics import Metrics
-from streams.models import Alert
-from streams.settings import AlertSettings
+from streams.core.contracts import Alert
+from streams.core.domain import AlertKind
+from streams.core.logs import log
+from streams.core.settings import AlertSettings
 
 logger = logging.getLogger("proofrecon.alerts.delivery")
 
@@ -104,7 +104,7 @@ class Deliverer:
         conf: AlertSettings,
         *,
         generator_url: str,
-        metrics: Metrics | None = None,
+        metrics: AlertMetrics | None = None,
         on_done: DoneCallback | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
@@ -284,8 +284,8 @@ class Deliverer:
 
     def _count(self, receiver: Receiver, outcome: str, n: int = 1) -> None:
         if self._metrics is not None:
-            self._metrics.alert_deliveries.labels(receiver.name, outcome).inc(n)
+            self._metrics.deliveries.labels(receiver.name, outcome).inc(n)
 
     def _gauge(self, lane: _Lane) -> None:
         if self._metrics is not None:
-            self._metrics.alert_delivery_queue.labels(lane.receiver.name).set(lane.queue.qsize())
+            self._metrics.delivery_queue.labels(lane.receiver.name).set(lane.queue.qsize())

@@ -43,9 +43,9 @@ from streams.alerting.signals import (
     TickSignal,
 )
 from streams.alerting.windows import EventClock, Window, WindowBook
-from streams.domain import AlertKind, Lifecycle, Severity
-from streams.models import Alert
-from streams.settings import AlertSettings
+from streams.core.contracts import Alert
+from streams.core.domain import AlertKind, Lifecycle, Severity
+from streams.core.settings import AlertSettings
 
 EXPIRY_EVERY_MS = 3600 * 1000  # how often a partition forgets raised ids past retention
 

@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.alerting.rules import is_recovery
-from streams.domain import AlertKind, Severity
-from streams.models import Alert, to_json_dict
-from streams.settings import AlertSettings
+from streams.core.contracts import Alert, to_json_dict
+from streams.core.domain import AlertKind, Severity
+from streams.core.settings import AlertSettings
 
 ALERTNAMES = {
     AlertKind.HIGH_SEVERITY: "ProofreconHighSeverityDiscrepancies",

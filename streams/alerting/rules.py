@@ -13,10 +13,10 @@ from typing import Any
 
 from streams.alerting.anomaly import Baseline
 from streams.alerting.signals import DiscrepancySignal
-from streams.classify import stable_id
-from streams.domain import AlertKind, Severity
+from streams.core.contracts import Alert
+from streams.core.domain import AlertKind, Severity
+from streams.core.ids import stable_id
 from streams.mint.observer import MintHealth
-from streams.models import Alert
 
 MAX_REQUEST_IDS = 5  # request ids named in one HIGH alert
 

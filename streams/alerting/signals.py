@@ -15,9 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from streams.domain import DiscrepancyType, Lifecycle, Severity
+from streams.core.contracts import UtcDatetime
+from streams.core.domain import DiscrepancyType, Lifecycle, Severity
 from streams.mint.observer import MintHealth
-from streams.models import UtcDatetime
 
 
 class _Signal(BaseModel):

@@ -14,9 +14,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from streams.alerting.rules import is_recovery
-from streams.models import Alert
-from streams.settings import Settings
-from streams.topics import client_kwargs, describe_topics
+from streams.core.contracts import Alert
+from streams.core.kafka import client_kwargs, describe_topics
+from streams.core.settings import Settings
 
 
 async def read_alerts(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.domain import Severity
+from streams.core.domain import Severity
 
 
 def window_start(t_ms: int, size_ms: int) -> int:

@@ -12,11 +12,11 @@ from streams.mint.observer import (
     NullObserver,
     RequestOutcome,
 )
-from streams.mint.protocol import normalise_mint_url
 from streams.mint.registry import MintGateways
-from streams.mint.watch import Snapshot, StateCallback, WatchManager
+from streams.mint.watch import StateCallback, WatchManager
 from streams.mint.watchconfig import NullWatchObserver, WatchConfig, WatchObserver
 from streams.mint.watchplan import Tier
+from streams.mint.watchsnap import Snapshot
 
 __all__ = [
     "GatewayObserver",
@@ -38,6 +38,5 @@ __all__ = [
     "WatchConfig",
     "WatchManager",
     "WatchObserver",
-    "normalise_mint_url",
     "supports_proof_state",
 ]

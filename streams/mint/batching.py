@@ -12,8 +12,8 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from streams.domain import MintState, Source
-from streams.errors import MintError
+from streams.core.domain import MintState, Source
+from streams.core.errors import MintError
 from streams.mint.pacing import BACKGROUND
 
 ErrorFactory = Callable[[], MintError]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from enum import StrEnum
 
-from streams.mint.pacing import Clock
+from streams.mint.limiter import Clock
 
 
 class BreakerState(StrEnum):

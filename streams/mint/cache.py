@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Generic, NamedTuple, TypeVar
 
-from streams.domain import MintState
+from streams.core.domain import MintState
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -37,7 +37,7 @@ from typing import Protocol
 import aiohttp
 
 from streams.mint import nut17
-from streams.mint.pacing import Clock
+from streams.mint.limiter import Clock
 from streams.mint.wspacing import MessageBudget
 
 log = logging.getLogger(__name__)

@@ -40,56 +40,41 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from streams.domain import MintState, Source
-from streams.errors import (
-    CanaryMismatch,
+from streams.core.domain import MintState, Source
+from streams.core.errors import (
     MintCircuitOpen,
     MintDeadlineExceeded,
     MintError,
     MintNotAllowed,
-    MintProtocolError,
     MintRateLimited,
-    MintTransportError,
     MintUnavailable,
 )
-from streams.mint.batching import Ask, AskQueue, Chunk, ErrorFactory
+from streams.core.mint_url import normalise_or_strip
+from streams.core.settings import MintSettings
+from streams.mint.batching import Ask, AskQueue, ErrorFactory
 from streams.mint.breaker import BreakerState, CircuitBreaker
 from streams.mint.cache import LruMap, SeenState, SpentCache
+from streams.mint.exchanges import Exchanges
 from streams.mint.health import Assessment, HealthTracker, call_safely
+from streams.mint.limit import BatchLimit
+from streams.mint.limiter import Clock
 from streams.mint.observer import (
     GatewayObserver,
     HealthListener,
     MintHealth,
     NullObserver,
-    RequestOutcome,
 )
-from streams.mint.pacing import BACKGROUND, Clock, LimiterSpec, Pacer
-from streams.mint.protocol import (
-    BadAnswer,
-    RateLimited,
-    States,
-    TooLong,
-    advertised_limit,
-    normalise_mint_url,
-)
-from streams.mint.transport import Exchange, MintHttp, outcome_of, was_answered
-from streams.settings import MintSettings
+from streams.mint.pacing import BACKGROUND, Pacer
+from streams.mint.transport import MintHttp
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_SHARE = 0.25
 DEFAULT_VALIDATE_SHARE = 0.05
-# /v1/info is a hint; a slow one must not hold anything up, and a failed read is retried later.
-_INFO_TIMEOUT_S = 2.0
-_INFO_RETRY_S = 60.0
-# Fewer seconds than this left before a deadline are not worth a retry.
-_MIN_ATTEMPT_S = 0.01
 # A held batch leaves this long before its earliest caller's deadline, plus twice the mint's
 # recent latency, so the answer still arrives in time.
 _HOLD_RESERVE_S = 0.2
 _INITIAL_LATENCY_S = 0.05
-# Full answers at a learned (halved) limit before the gateway tries twice as many Ys again.
-_GROW_AFTER_ANSWERS = 20
 
 
 class SweepAllowance(NamedTuple):
@@ -99,7 +84,7 @@ class SweepAllowance(NamedTuple):
     ys: int
 
 
-class MintGateway:
+class MintGateway(Exchanges):
     """Coalescing, paced, validated NUT-07 checks against one mint."""
 
     def __init__(
@@ -116,8 +101,8 @@ class MintGateway:
         wall_clock: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.mint_url = normalise_mint_url(mint_url)
-        allowed = {normalise_mint_url(u) for u in settings.allowlist}
+        self.mint_url = normalise_or_strip(mint_url)
+        allowed = {normalise_or_strip(u) for u in settings.allowlist}
         if self.mint_url not in allowed:
             # Defence in depth: the registry refuses first, but a gateway must never exist for
             # a mint outside the allow-list, however it was built.
@@ -127,20 +112,10 @@ class MintGateway:
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._rng = rng or random.Random()
         self._observer: GatewayObserver = observer or NullObserver()
-        self._pacer = Pacer(
-            requests_per_minute=settings.requests_per_minute,
-            burst=settings.burst,
-            silence_s=settings.rate_limit_silence_s,
+        self._pacer = Pacer.from_settings(
+            settings,
             sweep_share=sweep_budget_share,
             validate_share=validate_budget_share,
-            limiter=LimiterSpec(
-                model=settings.limiter_model,
-                limit=settings.limiter_limit,
-                window_s=settings.limiter_window_s,
-                margin=settings.limiter_margin,
-                slack_s=settings.limiter_slack_s,
-            ),
-            widen_after=settings.limiter_widen_after,
             clock=self._clock,
         )
         self._latency_s = _INITIAL_LATENCY_S  # moving average of answered checkstates
@@ -151,14 +126,12 @@ class MintGateway:
         )
         self._spent = SpentCache(settings.spent_cache_size)
         self._seen: LruMap[str, SeenState] = LruMap(settings.last_seen_size)
-        canaries = {normalise_mint_url(u): y.lower() for u, y in settings.canaries.items()}
+        canaries = {normalise_or_strip(u): y.lower() for u, y in settings.canaries.items()}
         self.canary: str | None = canaries.get(self.mint_url)
-        self._limit = settings.max_batch_size
-        self._good_at_limit = 0
-        self._advertised: int | None = None
+        self._limit = BatchLimit(settings.max_batch_size)
         self._info_state: str = "unknown"  # unknown | fetching | known
         self._info_tried_at = -math.inf
-        headers = {normalise_mint_url(u): h for u, h in settings.request_headers.items()}
+        headers = {normalise_or_strip(u): h for u, h in settings.request_headers.items()}
         self._http = MintHttp(
             self.mint_url,
             request_timeout_s=settings.request_timeout_s,
@@ -233,12 +206,12 @@ class MintGateway:
     @property
     def effective_limit(self) -> int:
         """Most Ys per request now: min(configured, advertised, learned from too-long answers)."""
-        return self._limit
+        return self._limit.current
 
     @property
     def advertised_limit(self) -> int | None:
         """What the mint's /v1/info advertises (None: not read yet, or it says nothing)."""
-        return self._advertised
+        return self._limit.advertised
 
     def sweep_allowance(self) -> SweepAllowance:
         """How much the sweep may send now (never blocks; 0 while rate limited or circuit open)."""
@@ -415,7 +388,8 @@ class MintGateway:
 
     def _capacity(self) -> int:
         # The canary rides in every request and takes one of its slots.
-        return max(1, self._limit - 1) if self.canary else self._limit
+        limit = self._limit.current
+        return max(1, limit - 1) if self.canary else limit
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro)
@@ -443,211 +417,6 @@ class MintGateway:
             "request budget for this mint is exhausted", mint_url=self.mint_url, retry_after=wait
         )
 
-    # --- one exchange ------------------------------------------------------------------------
-
-    async def _exchange(
-        self, chunk: Chunk, ys: list[str], *, have_token: bool, probe: bool
-    ) -> None:
-        """Get states for `ys` (one request, retried, or halved on too-long) and deliver them."""
-        try:
-            await self._exchange_inner(chunk, ys, have_token=have_token)
-        except MintError as exc:
-            chunk.fail(ys, _again(exc))
-        except asyncio.CancelledError:
-            chunk.fail(ys, lambda: MintUnavailable("gateway closed", mint_url=self.mint_url))
-            raise
-        except Exception:  # a bug must not leave callers waiting until their deadline
-            log.exception("mint gateway %s: unexpected error in an exchange", self.mint_url)
-            chunk.fail(ys, lambda: MintTransportError("internal error", mint_url=self.mint_url))
-        finally:
-            if probe:
-                self._breaker.release()
-            self._health.refresh()
-
-    async def _exchange_inner(self, chunk: Chunk, ys: list[str], *, have_token: bool) -> None:
-        attempt = 0
-        while True:
-            asks = chunk.live_asks(ys)
-            if not asks:
-                return
-            deadline = max(a.deadline for a in asks)
-            if not have_token:
-                await self._acquire_token(chunk.source(ys), deadline)
-            have_token = False
-            request_ys = [*ys, self.canary] if self.canary and self.canary not in ys else list(ys)
-            answer = await self._post_checkstate(request_ys, deadline)
-            if isinstance(answer, States):
-                self._accept(chunk, ys, answer.states)
-                self._note_good_answer(len(request_ys))
-                return
-            if isinstance(answer, TooLong):
-                await self._halve(chunk, ys, len(request_ys), answer.reason)
-                return
-            if isinstance(answer, RateLimited):
-                self._on_rate_limited()
-                raise self._rate_limited_error()
-            if isinstance(answer, BadAnswer):
-                self._breaker.record_failure()
-                log.warning("mint %s: untrusted answer: %s", self.mint_url, answer.reason)
-                raise MintProtocolError(answer.reason, mint_url=self.mint_url)
-            # Transient: connection error, timeout, 5xx.
-            retry_in = self.settings.retry_backoff_s * (2**attempt) * self._rng.uniform(0.5, 1.5)
-            out_of_time = self._clock() + retry_in + _MIN_ATTEMPT_S >= deadline
-            if attempt >= self.settings.max_retries or out_of_time:
-                if answer.cut_by_deadline:
-                    raise MintDeadlineExceeded(
-                        "the mint did not answer in time", mint_url=self.mint_url
-                    )
-                self._breaker.record_failure()
-                raise MintTransportError(
-                    f"{answer.detail} (after {attempt + 1} attempts)", mint_url=self.mint_url
-                )
-            attempt += 1
-            await asyncio.sleep(retry_in)
-
-    async def _acquire_token(self, source: Source, deadline: float) -> None:
-        """Wait for a request token (a sweep never waits), within `deadline`.
-
-        Used for retries and halves of an exchange the breaker already let through (possibly as
-        its half-open probe), so only an outright OPEN circuit stops it here.
-        """
-        while True:
-            if self._closed:
-                raise MintUnavailable("gateway closed", mint_url=self.mint_url)
-            if self._pacer.silence_remaining() > 0:
-                raise self._rate_limited_error()
-            if self._breaker.state is BreakerState.OPEN:
-                raise MintCircuitOpen(
-                    "circuit opened",
-                    mint_url=self.mint_url,
-                    retry_after=self._breaker.retry_after(),
-                )
-            if self._pacer.try_acquire(source):
-                return
-            wait = self._pacer.wait_time(source)
-            if source in BACKGROUND or self._clock() + wait >= deadline:
-                raise self._budget_error(wait)()
-            await asyncio.sleep(wait)
-
-    def _limit_cap(self) -> int:
-        advertised = self._advertised or self.settings.max_batch_size
-        return min(self.settings.max_batch_size, advertised)
-
-    def _note_good_answer(self, sent: int) -> None:
-        """A learned limit grows back: after enough full answers at it, try twice as many (a
-        too-long answer that was a glitch must not shrink requests for good)."""
-        if self._limit >= self._limit_cap() or sent < self._limit:
-            return
-        self._good_at_limit += 1
-        if self._good_at_limit >= _GROW_AFTER_ANSWERS:
-            self._good_at_limit = 0
-            self._limit = min(self._limit_cap(), self._limit * 2)
-            log.info("mint %s: %d full answers; limit now %d", self.mint_url, sent, self._limit)
-
-    async def _halve(self, chunk: Chunk, ys: list[str], sent: int, reason: str) -> None:
-        self._good_at_limit = 0
-        self._limit = min(self._limit, max(1, sent // 2))
-        capacity = self._capacity()
-        if capacity >= len(ys):
-            raise MintProtocolError(
-                f"mint refuses a request of {sent} Ys as too long ({reason})",
-                mint_url=self.mint_url,
-            )
-        log.info("mint %s: %s for %d Ys; limit now %d", self.mint_url, reason, sent, self._limit)
-        pieces = [ys[i : i + capacity] for i in range(0, len(ys), capacity)]
-        # Each piece is a request of its own and pays for its own token.
-        await asyncio.gather(
-            *(self._exchange(chunk, piece, have_token=False, probe=False) for piece in pieces)
-        )
-
-    async def _post_checkstate(self, request_ys: list[str], deadline: float) -> Exchange:
-        timeout = min(self.settings.request_timeout_s, deadline - self._clock())
-        if timeout <= 0:
-            raise MintDeadlineExceeded("deadline passed before sending", mint_url=self.mint_url)
-        started = self._clock()
-        with self._pacer.on_the_wire() as wire:
-            result = await self._http.checkstate(request_ys, timeout)
-            wire.answered = was_answered(result)
-        if isinstance(result, States):
-            self._latency_s = 0.8 * self._latency_s + 0.2 * (self._clock() - started)
-        canary_state = self._canary_failure(result)
-        call_safely(
-            self._observer.request_finished,
-            self.mint_url,
-            ys=len(request_ys),
-            outcome=RequestOutcome.CANARY_MISMATCH if canary_state else outcome_of(result),
-            latency_s=self._clock() - started,
-        )
-        if canary_state is not None:
-            self._breaker.record_failure()
-            log.error("mint %s: canary read as %s, not SPENT", self.mint_url, canary_state)
-            raise CanaryMismatch(
-                f"canary Y read as {canary_state}, not SPENT: answer refused",
-                mint_url=self.mint_url,
-            )
-        return result
-
-    def _canary_failure(self, result: object) -> str | None:
-        """The canary's state if a valid answer reads it as anything but SPENT, else None."""
-        if self.canary is None or not isinstance(result, States):
-            return None
-        state = result.states.get(self.canary)
-        return None if state is MintState.SPENT else str(state)
-
-    def _accept(self, chunk: Chunk, ys: list[str], states: dict[str, MintState]) -> None:
-        self._breaker.record_success()
-        now = self._wall_clock()
-        for y in ys:
-            if states[y] is MintState.SPENT:
-                self._spent.add(y)
-            self._seen.put(y, SeenState(states[y], now))
-        chunk.deliver(ys, states)
-
-    def _on_rate_limited(self) -> None:
-        self._pacer.note_rate_limited()
-        log.warning("mint %s answered 429: silent for %.0f s", self.mint_url, self._pacer.silence_s)
-        # Everyone queued would only meet the same wall: tell them now, not after the silence.
-        self._queue.fail_all(lambda: self._rate_limited_error())
-        self._health.refresh()
-
-    def _rate_limited_error(self) -> MintRateLimited:
-        return MintRateLimited(
-            "the mint answered 429",
-            mint_url=self.mint_url,
-            retry_after=self._pacer.silence_remaining(),
-        )
-
-    # --- the mint's advertised limit ---------------------------------------------------------
-
-    def _maybe_fetch_info(self) -> None:
-        """Read /v1/info in the background (never delaying a batch), if a spare token allows.
-
-        The hint is paid from spare budget only, like the sweep: it never takes the preflight
-        reserve, and always leaves a token for the batch that is waiting.
-        """
-        if self._info_state != "unknown" or self._clock() - self._info_tried_at < _INFO_RETRY_S:
-            return
-        if not self._breaker.admits() or not self._pacer.try_acquire_spare():
-            return
-        self._info_state = "fetching"
-        self._info_tried_at = self._clock()
-        self._spawn(self._fetch_info())
-
-    async def _fetch_info(self) -> None:
-        with self._pacer.on_the_wire() as wire:
-            answer = await self._http.info(min(_INFO_TIMEOUT_S, self.settings.request_timeout_s))
-            wire.answered = answer is not None
-        if answer is not None and answer[0] == 429:
-            self._on_rate_limited()
-        if answer is None or answer[0] != 200:
-            self._info_state = "unknown"  # tried again after _INFO_RETRY_S
-            return
-        self._info_state = "known"
-        self._advertised = advertised_limit(answer[1])
-        if self._advertised is not None and self._advertised < self._limit:
-            self._limit = self._advertised
-            log.info("mint %s advertises at most %d Ys per request", self.mint_url, self._limit)
-
     # --- health ------------------------------------------------------------------------------
 
     def _assess_health(self) -> Assessment:
@@ -659,18 +428,3 @@ class MintGateway:
         if self._breaker.consecutive_failures > 0:
             return MintHealth.DEGRADED, 0.0
         return MintHealth.OK, 0.0
-
-
-def _again(exc: MintError) -> ErrorFactory:
-    """A factory of fresh copies of `exc`: every caller gets its own exception object.
-
-    Raising one object in many tasks would chain their tracebacks into each other's.
-    """
-
-    def make() -> MintError:
-        clone = exc.__class__.__new__(exc.__class__)
-        clone.__dict__.update(exc.__dict__)
-        clone.args = exc.args
-        return clone
-
-    return make

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from streams.domain import MintState
-from streams.mint.pacing import Clock
+from streams.core.domain import MintState
+from streams.mint.limiter import Clock
 
 
 class Via(StrEnum):

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from streams.cashu import is_valid_y
-from streams.domain import MintState
+from streams.core.cashu import is_valid_y
+from streams.core.domain import MintState
 
 WS_PATH = "/v1/ws"
 PROOF_STATE = "proof_state"

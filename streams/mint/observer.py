@@ -12,7 +12,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Protocol
 
-from streams.domain import Source
+from streams.core.domain import Source
 
 
 class MintHealth(StrEnum):

@@ -18,9 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from streams.domain import MintState
-from streams.mint_url import MintUrlError
-from streams.mint_url import normalise_mint_url as canonical_mint_url
+from streams.core.domain import MintState
 
 CHECKSTATE_PATH = "/v1/checkstate"
 INFO_PATH = "/v1/info"
@@ -63,15 +61,6 @@ class BadAnswer:
 
 
 Answer = States | RateLimited | TooLong | ServerError | BadAnswer
-
-
-def normalise_mint_url(url: str) -> str:
-    """The canonical spelling (streams.mint_url); a URL that has none is returned stripped, so a
-    lookup with it simply finds nothing on the allow-list."""
-    try:
-        return canonical_mint_url(url)
-    except MintUrlError:
-        return url.strip()
 
 
 def checkstate_body(ys: Sequence[str]) -> bytes:

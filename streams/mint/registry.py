@@ -14,13 +14,13 @@ from typing import Any
 
 import httpx
 
-from streams.domain import MintState, Source
-from streams.errors import MintNotAllowed
+from streams.core.domain import MintState, Source
+from streams.core.errors import MintNotAllowed
+from streams.core.mint_url import normalise_or_strip
+from streams.core.settings import MintSettings, Settings
 from streams.mint.gateway import DEFAULT_SWEEP_SHARE, DEFAULT_VALIDATE_SHARE, MintGateway
+from streams.mint.limiter import Clock
 from streams.mint.observer import GatewayObserver, HealthListener
-from streams.mint.pacing import Clock
-from streams.mint.protocol import normalise_mint_url
-from streams.settings import MintSettings, Settings
 
 _ALLOWED_SCHEMES = ("http://", "https://")
 
@@ -42,7 +42,7 @@ class MintGateways:
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self._allowed = frozenset(normalise_mint_url(u) for u in settings.allowlist)
+        self._allowed = frozenset(normalise_or_strip(u) for u in settings.allowlist)
         self._options: dict[str, Any] = {
             "sweep_budget_share": sweep_budget_share,
             "validate_budget_share": validate_budget_share,
@@ -64,12 +64,12 @@ class MintGateways:
         return cls(settings.mint, **options)
 
     def is_allowed(self, mint_url: str) -> bool:
-        url = normalise_mint_url(mint_url)
+        url = normalise_or_strip(mint_url)
         return url.startswith(_ALLOWED_SCHEMES) and url in self._allowed
 
     def get(self, mint_url: str) -> MintGateway:
         """The gateway for `mint_url`; MintNotAllowed (and no request) if it is not allow-listed."""
-        url = normalise_mint_url(mint_url)
+        url = normalise_or_strip(mint_url)
         gateway = self._gateways.get(url)
         if gateway is not None:
             return gateway

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from streams.mint.pacing import Clock
+from streams.mint.limiter import Clock
 
 
 class SnapshotQueue:

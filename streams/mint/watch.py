@@ -31,21 +31,18 @@ from typing import Any
 
 import aiohttp
 
-from streams.domain import MintState
+from streams.core.domain import MintState
+from streams.core.mint_url import normalise_or_strip
 from streams.mint import nut17
 from streams.mint.connection import (
-    MIN_SLEEP_S,
     ConnectFactory,
-    MessageDropped,
-    RequestRefused,
     WatchConnection,
-    WatchRequestError,
     aiohttp_connector,
 )
 from streams.mint.health import call_safely
+from streams.mint.limiter import Clock, LimiterSpec
 from streams.mint.live import LiveStates, Via
-from streams.mint.pacing import Clock, LimiterSpec
-from streams.mint.protocol import INFO_PATH, advertised_limit, normalise_mint_url
+from streams.mint.protocol import advertised_limit
 from streams.mint.snapshots import SnapshotQueue
 from streams.mint.watchconfig import NullWatchObserver, WatchConfig, WatchObserver
 from streams.mint.watchplan import (
@@ -60,22 +57,19 @@ from streams.mint.watchplan import (
     WantedSet,
     plan,
 )
+from streams.mint.watchsnap import Snapshot, WatchSnapshots
+from streams.mint.watchsteps import STABLE_S, WatchSteps
 from streams.mint.wspacing import MessageBudget
 
 log = logging.getLogger(__name__)
 
 StateCallback = Callable[[str, MintState, datetime, Via], None]
 """on_state(y, state, at, via): called inline for every state learned; must be fast."""
-Snapshot = Callable[[list[str]], Awaitable[Mapping[str, MintState]]]
-"""snapshot(ys) -> {y: state}: the mint's current states (NUT-07 checkstate); may raise."""
 
-# A connection that stayed up this long proves the mint takes us: failures are forgiven.
-STABLE_S = 60.0
-_INFO_TIMEOUT_S = 5.0
 _HEX = frozenset("0123456789abcdef")
 
 
-class WatchManager:
+class WatchManager(WatchSnapshots, WatchSteps):
     """Live proof-state watch of one mint. Create, `await start()`, feed, `await close()`."""
 
     def __init__(
@@ -91,7 +85,7 @@ class WatchManager:
         wall_clock: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.mint_url = normalise_mint_url(mint_url)
+        self.mint_url = normalise_or_strip(mint_url)
         self.config = cfg = config or WatchConfig()
         self._ws_url = nut17.ws_url(self.mint_url)
         self._snapshot = snapshot
@@ -101,19 +95,7 @@ class WatchManager:
         self._clock = clock or time.monotonic
         self._wall_clock = wall_clock or (lambda: datetime.now(UTC))
         self._rng = rng or random.Random()
-        limiter = LimiterSpec(
-            model=cfg.limiter_model,
-            limit=cfg.limiter_limit,
-            window_s=cfg.limiter_window_s,
-            margin=cfg.limiter_margin,
-            slack_s=cfg.limiter_slack_s,
-        )
-        self.budget = MessageBudget(
-            messages_per_minute=cfg.messages_per_minute,
-            burst=cfg.message_burst,
-            limiter=limiter,
-            clock=self._clock,
-        )
+        self.budget = _budget(cfg, self._clock)
         self.live = LiveStates(
             self._subscription_of, default_max_age_s=cfg.fresh_max_age_s, clock=self._clock
         )
@@ -329,84 +311,8 @@ class WatchManager:
                 call_safely(self._observer.reconnect, self.mint_url, reason="recycle")
             await self._discard(conn)
 
-    async def _open(self) -> None:
-        assert self._connect is not None
-        conn = WatchConnection(
-            self._ws_url,
-            connect=self._connect,
-            budget=self.budget,
-            hooks=_Hooks(self),
-            request_timeout_s=self.config.request_timeout_s,
-            keepalive_s=self.config.keepalive_s,
-            clock=self._clock,
-            rng=self._rng,
-        )
-        self._opening += 1
-        try:
-            await conn.open()
-        except Exception as exc:
-            log.info("watch of %s: connect failed: %r", self.mint_url, exc)
-            self._back_off()
-            return
-        finally:
-            self._opening -= 1
-        if self._closed:
-            await conn.close()
-            return
-        self._conns[conn.session] = conn
-        if self._lost:
-            self._lost -= 1
-            call_safely(self._observer.reconnect, self.mint_url, reason="lost")
-
-    async def _subscribe(self, conn: WatchConnection, ys: tuple[str, ...]) -> None:
-        wanted = [y for y in ys if y in self._target_set and self._subscription_of(y) is None]
-        if not wanted:
-            return
-        try:
-            sub_id = await conn.subscribe(wanted)
-        except MessageDropped:
-            self._back_off()  # the budget keeps a quiet window; then this is tried again
-            return
-        except RequestRefused as exc:
-            log.info("watch of %s: subscribe refused (%d); backing off", self.mint_url, exc.code)
-            call_safely(self._observer.rejected, self.mint_url, reason="subscribe refused")
-            conn.full = True
-            self._back_off()
-            return
-        except WatchRequestError:
-            return  # the connection is gone; the hooks saw to it
-        placed = [y for y in wanted if y in self._target_set]
-        for y in placed:
-            self._home[y] = (conn, sub_id)
-        self._snapshots.subscribed(placed)
-        self._snapshot_wake.set()
-
-    async def _unsubscribe(self, conn: WatchConnection, sub_id: str) -> bool:
-        try:
-            await conn.unsubscribe(sub_id)
-        except RequestRefused:
-            # Whatever the mint thinks of it, it is not ours any more; its notifications are
-            # ignored from now on.
-            call_safely(self._observer.rejected, self.mint_url, reason="unsubscribe refused")
-            conn.forget(sub_id)
-            return True
-        except WatchRequestError:
-            return False
-        return True
-
-    async def _discard(self, conn: WatchConnection) -> None:
-        self._conns.pop(conn.session, None)
-        self._unhome([y for y, (c, _) in self._home.items() if c is conn])
-        await conn.close()
-
-    def _back_off(self) -> None:
-        now = self._clock()
-        if any(now - c.opened_at >= STABLE_S for c in self._conns.values()):
-            self._failures = 0  # the mint has been taking us: this is a fresh failure
-        self._failures += 1
-        cfg = self.config
-        ceiling = min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** (self._failures - 1))
-        self._not_before = now + self._rng.uniform(ceiling / 2, ceiling)
+    def _hooks(self) -> _Hooks:
+        return _Hooks(self)
 
     # --- what connections report -----------------------------------------------------------------
 
@@ -451,70 +357,6 @@ class WatchManager:
             connections=len(self._conns),
         )
 
-    # --- snapshots -------------------------------------------------------------------------------
-
-    async def _snapshot_step(self) -> None:
-        batch = self._snapshots.next_batch(
-            lambda y: self._subscription_of(y) is not None,
-            lambda: [y for y in self._target if self._subscription_of(y) is not None],
-        )
-        if not batch:
-            self._snapshot_wake.clear()
-            wait = self._snapshots.wait_s()
-            timeout = None if wait is None else max(MIN_SLEEP_S, wait)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._snapshot_wake.wait(), timeout)
-            return
-        retry_in = await self._take_snapshot(batch)
-        if retry_in is not None:
-            await asyncio.sleep(retry_in)
-
-    async def _take_snapshot(self, batch: list[str]) -> float | None:
-        """Snapshot `batch`; None if done, else seconds to wait before trying again."""
-        watching = {y: self._subscription_of(y) for y in batch}
-        try:
-            states = await self._snapshot(batch)
-        except Exception as exc:
-            outcome = str(getattr(exc, "code", type(exc).__name__))
-            log.info("watch of %s: snapshot of %d Ys failed: %s", self.mint_url, len(batch), exc)
-            call_safely(self._observer.snapshot, self.mint_url, ys=len(batch), outcome=outcome)
-            self._snapshots.failed(batch)
-            # The gateway says when its budget allows the next request (MintRateLimited).
-            hint = getattr(exc, "retry_after", None)
-            retry = self.config.snapshot_retry_s
-            if isinstance(hint, int | float) and hint > 0:
-                retry = min(retry, hint)
-            return max(MIN_SLEEP_S, retry)
-        call_safely(self._observer.snapshot, self.mint_url, ys=len(batch), outcome="ok")
-        for y in batch:
-            state, subscription = states.get(y), watching[y]
-            # Only what was read while the Y's subscription stood says anything about now.
-            if isinstance(state, MintState) and subscription == self._subscription_of(y):
-                self._learn(y, state, Via.SNAPSHOT, subscription)
-        return None
-
-    # --- /v1/info --------------------------------------------------------------------------------
-
-    def _http_session(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        return self._http
-
-    async def _fetch_info(self) -> Mapping[str, Any] | None:
-        try:
-            async with self._http_session().get(
-                self.mint_url + INFO_PATH,
-                timeout=aiohttp.ClientTimeout(total=_INFO_TIMEOUT_S),
-                headers=dict(self.config.headers),
-            ) as response:
-                if response.status != 200:
-                    raise ValueError(f"HTTP {response.status}")
-                info = await response.json()
-        except Exception as exc:
-            log.warning("watch of %s: could not read /v1/info: %r", self.mint_url, exc)
-            return None
-        return info if isinstance(info, dict) else None
-
 
 class _Hooks:
     """What connections report, routed to their manager."""
@@ -548,6 +390,23 @@ class _Hooks:
 
     def lost(self, conn: WatchConnection) -> None:
         self._m._connection_lost(conn)
+
+
+def _budget(cfg: WatchConfig, clock: Clock) -> MessageBudget:
+    """One budget per mint for every message its connections send, connects included."""
+    limiter = LimiterSpec(
+        model=cfg.limiter_model,
+        limit=cfg.limiter_limit,
+        window_s=cfg.limiter_window_s,
+        margin=cfg.limiter_margin,
+        slack_s=cfg.limiter_slack_s,
+    )
+    return MessageBudget(
+        messages_per_minute=cfg.messages_per_minute,
+        burst=cfg.message_burst,
+        limiter=limiter,
+        clock=clock,
+    )
 
 
 def _looks_like_y(y: object) -> bool:

@@ -30,8 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Protocol
 
-from streams.domain import MintState
-from streams.settings import LimiterModel
+from streams.core.domain import MintState
+from streams.core.settings import LimiterModel
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ import asyncio
 import math
 import time
 
-from streams.mint.pacing import Clock, LimiterSpec, RequestWindow, TokenBucket, request_window
+from streams.mint.limiter import Clock, LimiterSpec, RequestWindow, TokenBucket, request_window
 
 
 class MessageBudget:

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from streams.settings import Settings
+from devkit.mints import PENDING_ENV, MintServer
+from devkit.processes import WorkerProcess
+from devkit.wallet import CashuWallet, WalletProof
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
-from tests.support.mint_server import PENDING_ENV, MintServer
 from tests.support.pipeline import DOWN_MINT
-from tests.support.wallet import CashuWallet, WalletProof
-from tests.support.worker import WorkerProcess
 
 LOCALHOST_MINT = MINT_URL.replace("127.0.0.1", "localhost")
 FINDINGS_KEY = f"safety-findings-key-{uuid.uuid4().hex}"

@@ -17,10 +17,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
 
-from streams.settings import Settings
+from devkit.processes import read_topic
+from devkit.wallet import WalletProof
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL
-from tests.support.wallet import WalletProof
-from tests.support.worker import read_topic
 
 T = TypeVar("T")
 

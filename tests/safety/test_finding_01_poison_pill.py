@@ -11,12 +11,12 @@ import uuid
 
 import pytest
 
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.settings import Settings
+from streams.core.settings import Settings
 from tests.safety.helpers import answers_to, dead_letters_of, dumps, produce, raw_records
 from tests.support.pipeline import ask, melt, npub
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.stack
 

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.ledger import token_key
-from streams.settings import Settings
+from streams.core.settings import Settings
+from streams.recon.ledger import token_key
 from tests.conftest import build_test_settings, clear_proofrecon_env
 from tests.safety.conftest import reply_topic
 from tests.safety.helpers import (
@@ -30,8 +32,6 @@ from tests.safety.helpers import (
     topic_names,
 )
 from tests.support.pipeline import ask, melt, npub, publish_token
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 
 @pytest.mark.stack

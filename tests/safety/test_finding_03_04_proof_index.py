@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.settings import Settings
+from streams.core.settings import Settings
 from tests.safety.helpers import eventually, proof_view
 from tests.support.pipeline import ask, discrepancies_of, melt, npub, publish_token
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.stack
 

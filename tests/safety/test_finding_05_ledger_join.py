@@ -14,8 +14,11 @@ import uuid
 
 import pytest
 
+from devkit.mints import MintServer
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.settings import Settings
+from streams.core.settings import Settings
 from tests.safety.helpers import (
     answers_to,
     dead_letters_of,
@@ -24,10 +27,7 @@ from tests.safety.helpers import (
     produce,
     proof_view,
 )
-from tests.support.mint_server import MintServer
 from tests.support.pipeline import ask, discrepancies_of, melt, npub, publish_token, ref
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.stack
 

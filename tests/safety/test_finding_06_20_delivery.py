@@ -24,14 +24,14 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
-from streams.settings import Settings
-from streams.topics import delete_topics, ensure_topics
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario
+from streams.core.kafka import delete_topics, ensure_topics
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
 from tests.safety.helpers import answers_to, dumps, melt_body, produce, topic_names
 from tests.support.pipeline import npub as new_npub
 from tests.support.pipeline import publish_token
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 

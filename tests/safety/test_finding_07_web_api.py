@@ -18,16 +18,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from streams.cashu import y_from_secret
+from devkit.processes import CLI, REPO, WorkerProcess, process_env, read_topic
+from devkit.wallet import Scenario, WalletProof
 from streams.client import PreflightClient
-from streams.devworker import CLI, REPO, process_env
-from streams.settings import Settings, WebSettings
-from streams.webauth import auth_middleware
+from streams.core.cashu import y_from_secret
+from streams.core.settings import Settings, WebSettings
+from streams.core.webauth import auth_middleware
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
 from tests.safety.helpers import eventually, proof_view
 from tests.support.pipeline import ask, melt, npub, publish_token, ref
-from tests.support.wallet import Scenario, WalletProof
-from tests.support.worker import WorkerProcess, read_topic
 
 TOKEN = f"safety-web-{uuid.uuid4().hex}"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

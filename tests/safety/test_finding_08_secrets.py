@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from streams.settings import Settings
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL
 from tests.safety.helpers import answers_to, dead_letters_of, produce, raw_records
 from tests.support.pipeline import npub
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.stack
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from devkit.mints import MintServer
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario, WalletProof
 from streams.client import PreflightClient
-from tests.support.mint_server import MintServer
 from tests.support.pipeline import ask, melt, npub
-from tests.support.wallet import Scenario, WalletProof
-from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.stack
 

@@ -19,13 +19,13 @@ import faust
 import pytest
 from pydantic import ValidationError
 
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
 from streams.client import PreflightClient, TokenStatusPublisher, token_status_event
-from streams.settings import KafkaSettings, Settings
-from streams.topics import client_kwargs, faust_credentials
+from streams.core.kafka import client_kwargs, faust_credentials
+from streams.core.settings import KafkaSettings, Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
 from tests.support.pipeline import ask, ledger_shows, melt, npub, ref
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 SASL: dict[str, Any] = {"sasl_username": "proofrecon", "sasl_password": "pw-" + uuid.uuid4().hex}
 

@@ -12,14 +12,14 @@ import re
 import httpx
 import pytest
 
-from streams.mint_url import normalise_mint_url
-from streams.settings import Settings
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
+from streams.core.mint_url import normalise_mint_url
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL
 from tests.safety.conftest import LOCALHOST_MINT
 from tests.safety.helpers import answers_to, dumps, eventually, melt_body, produce
 from tests.support.pipeline import npub, publish_token
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.stack
 

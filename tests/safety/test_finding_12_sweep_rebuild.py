@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.agents.sweep import Sweeper, SweepIndex
-from streams.ledger import ProofIndex, token_key, token_rows
-from streams.metrics import Metrics
-from streams.settings import load_settings
+from streams.core.settings import load_settings
+from streams.recon.ledger import ProofIndex, token_key, token_rows
+from streams.recon.sweep_index import SweepIndex
+from streams.worker.agents.sweep import Sweeper
+from streams.worker.metrics import Metrics
 from tests.conftest import clear_proofrecon_env
 
 MINT = "http://127.0.0.1:3338"
@@ -34,6 +35,7 @@ def _runtime(monkeypatch: pytest.MonkeyPatch, tokens: dict[str, Any]) -> Any:
         tokens=tokens,
         proof_index=index,
         metrics=Metrics(CollectorRegistry()),
+        emit=None,  # a rebuild emits nothing
     )
 
 

@@ -13,15 +13,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from devkit.mints import MintServer
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.domain import Verdict
-from streams.models import PreflightResult, SeverityCounts, proofs_digest, to_json_bytes
-from streams.settings import Settings
+from streams.core.contracts import PreflightResult, SeverityCounts, proofs_digest, to_json_bytes
+from streams.core.domain import Verdict
+from streams.core.settings import Settings
 from tests.safety.helpers import eventually, produce
-from tests.support.mint_server import MintServer
 from tests.support.pipeline import melt, npub, publish_token
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.stack
 

@@ -15,12 +15,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from streams.settings import Settings
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
 from tests.safety.helpers import proof_view
 from tests.support.pipeline import npub, publish_token, ref
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 

@@ -25,17 +25,19 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.agents import findings as findings_agent
-from streams.agents import ledger as ledger_agent
-from streams.agents.findings import SIGNATURE_HEADER, Finding, ObservedProof, sign
-from streams.cashu import y_from_secret
-from streams.classify import Policy
-from streams.domain import MintState, Source
-from streams.errors import StoreError
-from streams.ledger import ProofIndex, token_key, token_rows
-from streams.metrics import Metrics
-from streams.models import ContractLimits, to_json_bytes
-from streams.settings import load_settings
+from streams.core.cashu import y_from_secret
+from streams.core.contracts import ContractLimits, to_json_bytes
+from streams.core.domain import MintState, Source
+from streams.core.errors import StoreError
+from streams.core.settings import load_settings
+from streams.recon.ledger import ProofIndex, token_key, token_rows
+from streams.recon.policy import Policy
+from streams.recon.sweep_index import SweepIndex
+from streams.worker.agents import findings as findings_agent
+from streams.worker.agents import token_status as ledger_agent
+from streams.worker.emit import Emitter
+from streams.worker.findings import SIGNATURE_HEADER, Finding, ObservedProof, sign
+from streams.worker.metrics import Metrics
 from tests.conftest import clear_proofrecon_env
 
 MINT = "http://127.0.0.1:3338"
@@ -122,18 +124,20 @@ def _runtime(monkeypatch: pytest.MonkeyPatch, **tables: Any) -> Any:
     tokens = tables.get("tokens", {})
     index = ProofIndex()
     index.rebuild(token_rows(tokens.items()))
+    metrics = Metrics(CollectorRegistry())
     return SimpleNamespace(
         settings=settings,
         app=App(),
         policy=Policy(),
         limits=ContractLimits.from_settings(settings.policy),
-        metrics=Metrics(CollectorRegistry()),
+        metrics=metrics,
         gateways=SimpleNamespace(is_allowed=lambda url: url == MINT),
         topics=topics,
+        emit=Emitter(topics, lambda name: topics["preflight_results"], metrics),
         tokens=tokens,
         open_discrepancies=tables.get("open_discrepancies", {}),
         proof_index=index,
-        extras={},
+        sweep_index=SweepIndex(),
     )
 
 

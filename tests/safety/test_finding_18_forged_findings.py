@@ -13,16 +13,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams.agents.findings import SIGNATURE_HEADER, Finding, ObservedProof, sign
-from streams.domain import MintState, Source
-from streams.models import to_json_bytes
-from streams.settings import Settings
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import Scenario, WalletProof
+from streams.core.contracts import to_json_bytes
+from streams.core.domain import MintState, Source
+from streams.core.settings import Settings
+from streams.worker.findings import SIGNATURE_HEADER, Finding, ObservedProof, sign
 from tests.conftest import MINT_URL
 from tests.safety.conftest import FINDINGS_KEY
 from tests.safety.helpers import dead_letters_of, produce
 from tests.support.pipeline import discrepancies_of, npub, publish_token
-from tests.support.wallet import Scenario, WalletProof
-from tests.support.worker import WorkerProcess, read_topic
 
 pytestmark = pytest.mark.stack
 

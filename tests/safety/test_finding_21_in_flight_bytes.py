@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from streams.agents.pipelining import MicroBatches, OrderedAcks, Room
+from streams.worker.pipelining import MicroBatches, OrderedAcks, Room
 
 
 async def _settle() -> None:

@@ -12,9 +12,9 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from streams.cashu import y_from_secret
-from streams.settings import load_settings
-from streams.worker import warn_about_canaries
+from streams.core.cashu import y_from_secret
+from streams.core.settings import load_settings
+from streams.worker.main import warn_about_canaries
 from tests.conftest import clear_proofrecon_env
 
 MINT = "https://mint.example.com"

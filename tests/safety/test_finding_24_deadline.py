@@ -13,13 +13,13 @@ from typing import Any, cast
 
 import pytest
 
-from streams.agents.preflight import Preflight
+from devkit.processes import WorkerProcess
+from devkit.wallet import Scenario
 from streams.client import PreflightClient
-from streams.settings import load_settings
+from streams.core.settings import load_settings
+from streams.worker.agents.melt_requests import Preflight
 from tests.conftest import clear_proofrecon_env
 from tests.support.pipeline import ask, melt, npub
-from tests.support.wallet import Scenario
-from tests.support.worker import WorkerProcess
 
 
 @pytest.mark.stack
@@ -38,7 +38,7 @@ def _preflight(monkeypatch: pytest.MonkeyPatch, **preflight: Any) -> Preflight:
     clear_proofrecon_env(monkeypatch)
     settings = load_settings(mint={"default_deadline_ms": 2000}, preflight=preflight)
     # deadline_s reads only the settings.
-    return Preflight(cast(Any, SimpleNamespace(settings=settings, metrics=None)))
+    return Preflight(cast(Any, SimpleNamespace(settings=settings, metrics=None, emit=None)))
 
 
 def _request(requested_at: datetime, deadline_ms: int | None) -> Any:

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streams.settings import load_settings
-from streams.topics import client_kwargs
+from streams.core.kafka import client_kwargs
+from streams.core.settings import load_settings
 from tests.conftest import clear_proofrecon_env
 
 REPO = Path(__file__).resolve().parents[2]

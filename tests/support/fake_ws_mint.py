@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from streams.domain import MintState
+from streams.core.domain import MintState
 
 
 @dataclass

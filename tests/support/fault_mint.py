@@ -22,8 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
-from streams.domain import MintState
-from tests.support.local_http import LocalServer
+from devkit.local_http import LocalServer
+from streams.core.domain import MintState
 
 
 class Fault(StrEnum):

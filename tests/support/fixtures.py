@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from streams.settings import MintSettings
+from devkit.mints import PENDING_ENV, MintServer
+from devkit.wallet import CashuWallet, Scenario, WalletProof
+from streams.core.settings import MintSettings
 from tests.support.clock import FakeClock
 from tests.support.fault_mint import FaultMint
-from tests.support.mint_server import PENDING_ENV, MintServer
-from tests.support.wallet import CashuWallet, Scenario, WalletProof
 
 
 @pytest.fixture

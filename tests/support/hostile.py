@@ -17,7 +17,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from streams.cashu import y_from_secret
+from streams.core.cashu import y_from_secret
 
 MARKER = "sEkReT"
 VALID_Y = y_from_secret("a hostile campaign's valid-looking proof")

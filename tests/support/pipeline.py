@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from devkit.mints import MintServer, free_port
+from devkit.processes import WorkerProcess, read_topic
+from devkit.wallet import WalletProof
 from streams.client import PreflightClient, TokenStatusPublisher, token_status_event
-from streams.models import MeltRequest, PreflightResult, parse_melt_request
-from streams.settings import Settings
+from streams.core.contracts import MeltRequest, PreflightResult, parse_melt_request
+from streams.core.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
-from tests.support.mint_server import MintServer, free_port
-from tests.support.wallet import WalletProof
-from tests.support.worker import WorkerProcess, read_topic
 
 # An allow-listed mint nobody listens on: its truth can never be had.
 DOWN_MINT = f"http://127.0.0.1:{free_port()}"

@@ -28,8 +28,8 @@ def _emit(out: Any, obj: dict[str, Any]) -> None:
 
 
 async def _serve(args: argparse.Namespace, out: Any) -> None:
-    sys.path.insert(0, str(REPO / "tools"))
-    import cashu_wallet as tool  # type: ignore[import-not-found]  # tools/, mint venv only
+    sys.path.insert(0, str(REPO / "devkit"))
+    import cashu_wallet as tool  # type: ignore[import-not-found]  # devkit/, mint venv only
     from cashu.core.base import Proof  # type: ignore[import-not-found]
 
     tool._prepare_environment(args.db)

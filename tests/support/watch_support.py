@@ -15,10 +15,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from streams.cashu import y_from_secret
-from streams.domain import MintState
+from devkit.wallet import CashuWallet, WalletProof, mint_python
+from streams.core.cashu import y_from_secret
+from streams.core.domain import MintState
 from streams.mint.live import Via
-from tests.support.wallet import CashuWallet, WalletProof, mint_python
 
 SPENDER = Path(__file__).with_name("spender.py")
 

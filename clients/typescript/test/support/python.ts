@@ -27,12 +27,9 @@ export function runPython<T>(code: string, input: unknown): T {
   return JSON.parse(result.stdout) as T;
 }
 
-/** `y_from_secret` from the project, wherever today's refactor put it. */
+/** The project's `y_from_secret` (streams/core/cashu.py). */
 export const IMPORT_Y_FROM_SECRET = `
-try:
-    from streams.core.cashu import y_from_secret
-except ImportError:
-    from streams.cashu import y_from_secret
+from streams.core.cashu import y_from_secret
 `;
 
 /** Python's Ys of `secrets`. */
@@ -58,33 +55,15 @@ print(json.dumps([p(k.encode("utf-8"), partitions, partitions) for k in data["ke
   );
 }
 
-/**
- * The worker's mint URL normalisation: its function if it can be found, else the melt-request
- * model (which normalises at the edge). null where the worker refuses the URL.
- */
+/** The worker's mint URL normalisation (streams/core/mint_url.py); null where it refuses one. */
 export function pythonMintUrls(urls: string[]): (string | null)[] {
   return runPython<(string | null)[]>(
     `import json, sys
-normalise = None
-for name in ("streams.core.mint_url", "streams.mint_url"):
-    try:
-        normalise = __import__(name, fromlist=["normalise_mint_url"]).normalise_mint_url
-        break
-    except (ImportError, AttributeError):
-        pass
-if normalise is None:
-    try:
-        from streams.core.models import MeltRequest
-    except ImportError:
-        from streams.models import MeltRequest
-    def normalise(url):
-        body = {"request_id": "r", "npub": "n", "mint_url": url, "requested_at": 0,
-                "proofs": [{"Y": "024cce997d3b518f739663b757deaec95bcd9473c30a14ac2fd04023a739d1a725", "amount": 1, "keyset_id": "00"}]}
-        return MeltRequest.model_validate(body).mint_url
+from streams.core.mint_url import normalise_mint_url
 out = []
 for url in json.load(sys.stdin):
     try:
-        out.append(normalise(url))
+        out.append(normalise_mint_url(url))
     except ValueError:
         out.append(None)
 print(json.dumps(out))`,

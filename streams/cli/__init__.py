@@ -1,0 +1,1 @@
+"""The `proofrecon` command line: `main.main`, one module per command group."""

@@ -1,0 +1,55 @@
+"""What the agents, timers and web views of one worker share: `Runtime`, built once by the
+composition root (`streams.worker.app`) and handed to every `register(runtime)`.
+
+Typed fields only: whatever a part of the worker offers another is a field here, and whatever the
+runtime starts is closed at shutdown (`closables`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeAlias, cast
+
+import faust
+from faust.tables.manager import TableManager
+
+from streams.core.contracts import ContractLimits
+from streams.core.settings import Settings
+from streams.mint import MintGateways
+from streams.recon.ledger import ProofIndex
+from streams.recon.policy import Policy
+from streams.recon.sweep_index import SweepIndex
+from streams.worker.emit import Emitter
+from streams.worker.metrics import Metrics
+
+JsonTable: TypeAlias = faust.Table[str, dict[str, Any]]
+RecoveryHook = Callable[[], Awaitable[None]]
+
+
+class Closable(Protocol):
+    def close(self) -> Any: ...  # a coroutine or nothing
+
+
+@dataclass(eq=False)
+class Runtime:
+    settings: Settings
+    app: faust.App
+    policy: Policy
+    limits: ContractLimits
+    metrics: Metrics
+    gateways: MintGateways
+    topics: dict[str, faust.TopicT]
+    emit: Emitter
+    tokens: JsonTable  # npub|token_id -> TokenRecord (the ledger)
+    open_discrepancies: JsonTable  # npub|Y -> OpenDiscrepancy
+    proof_index: ProofIndex = field(default_factory=ProofIndex)  # npub|Y -> token_id
+    sweep_index: SweepIndex = field(default_factory=SweepIndex)  # what the sweep checks next
+    on_recovered: list[RecoveryHook] = field(default_factory=list)  # after the index rebuild
+    closables: list[Closable] = field(default_factory=list)  # closed at shutdown, in order
+
+
+def tables_recovered(app: faust.App) -> bool:
+    """True once the tables are restored from their changelogs (and after each rebalance)."""
+    manager = cast(TableManager, app.tables)
+    return manager.recovery.completed.is_set() and not app.rebalancing
