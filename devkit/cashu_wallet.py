@@ -16,8 +16,9 @@ Commands:
   swap            spend the proofs in --in by swapping them at the mint; prints the new proofs
   redeem-copies   a second wallet redeems copies of --in: SPENT at the mint, unspent in wallet "a"
   melt-pending    melt proofs (--in, or --count freshly minted) with an invoice the mint did not
-                  issue; against a mint whose FakeWallet keeps payments PENDING this returns once
-                  the mint shows every proof PENDING
+                  issue; against a mint whose FakeWallet keeps payments PENDING (a Nutshell mint
+                  started so, or any CDK mint: the invoice asks CDK's FakeWallet for it) this
+                  returns once the mint shows every proof PENDING
   check           the mint's NUT-07 states of the proofs in --in, via Nutshell's wallet
   scenario        mint, then spend some by swap and some from a second wallet (and optionally
                   leave some PENDING), in one process
@@ -140,16 +141,36 @@ async def _redeem_copies(mint_url: str, db_dir: Path, proofs: list[Any]) -> list
     return list(keep) + list(send)
 
 
+# CDK's FakeWallet takes a payment's outcome from the invoice's description, read as its
+# FakeInvoiceDescription (cdk-fake-wallet 0.18): this one keeps the melt PENDING. Nutshell's
+# FakeWallet ignores the description; its outcome is the mint's FAKEWALLET_* settings.
+_CDK_PENDING_DESCRIPTION = json.dumps(
+    {
+        "pay_invoice_state": "PENDING",
+        "check_payment_state": "PENDING",
+        "pay_err": False,
+        "check_err": False,
+    }
+)
+
+
 def _foreign_invoice(amount_sat: int) -> str:
-    """A bolt11 invoice the mint did not issue, so a melt pays out through its backend."""
+    """A bolt11 invoice the mint did not issue, so a melt pays out through its backend.
+
+    It carries the feature bits BOLT 11 makes mandatory (var_onion_optin, payment_secret): CDK's
+    parser (LDK's) refuses an invoice without them as InvalidFeatures; Nutshell does not care.
+    """
     from bolt11 import Bolt11, MilliSatoshi, TagChar, Tags, encode
+    from bolt11.models.features import Feature, Features, FeatureState
     from coincurve import PrivateKey
 
     tags = Tags()
     tags.add(TagChar.payment_hash, os.urandom(32).hex())
     tags.add(TagChar.payment_secret, os.urandom(32).hex())
-    tags.add(TagChar.description, "proofrecon test melt")
+    tags.add(TagChar.description, _CDK_PENDING_DESCRIPTION)
     tags.add(TagChar.expire_time, 3600)
+    required = {f: FeatureState.required for f in (Feature.var_onion_optin, Feature.payment_secret)}
+    tags.add(TagChar.features, Features.from_feature_list(required))
     invoice = Bolt11(
         currency="bc",
         amount_msat=MilliSatoshi(amount_sat * 1000),
@@ -199,8 +220,9 @@ async def _melt_pending(wallet: Any, proofs: list[Any]) -> dict[str, Any]:
                 raise SystemExit(f"melt failed: {melt.exception()}")
             if melt.done() and states and all(s == "SPENT" for s in states.values()):
                 raise SystemExit(
-                    "the mint settled the melt: start it with FAKEWALLET_PAY_INVOICE_STATE=PENDING"
-                    " and FAKEWALLET_PAYMENT_STATE=PENDING to keep proofs PENDING"
+                    "the mint settled the melt: start a Nutshell mint with "
+                    "FAKEWALLET_PAY_INVOICE_STATE=PENDING and FAKEWALLET_PAYMENT_STATE=PENDING to "
+                    "keep proofs PENDING (CDK's FakeWallet keeps this invoice's melt PENDING)"
                 )
             await asyncio.sleep(0.1)
         raise SystemExit(
