@@ -160,8 +160,16 @@ def _foreign_invoice(amount_sat: int) -> str:
     It carries the feature bits BOLT 11 makes mandatory (var_onion_optin, payment_secret): CDK's
     parser (LDK's) refuses an invoice without them as InvalidFeatures; Nutshell does not care.
     """
-    from bolt11 import Bolt11, MilliSatoshi, TagChar, Tags, encode
-    from bolt11.models.features import Feature, Features, FeatureState
+    from bolt11 import (
+        Bolt11,
+        Feature,
+        Features,
+        FeatureState,
+        MilliSatoshi,
+        TagChar,
+        Tags,
+        encode,
+    )
     from coincurve import PrivateKey
 
     tags = Tags()
