@@ -91,6 +91,14 @@ class Source(StrEnum):
     VALIDATE = "validate"
 
 
+class Truth(StrEnum):
+    """Where a verdict's mint states came from."""
+
+    CHECKSTATE = "checkstate"  # the mint asked for this request (NUT-07), or its SPENT cache
+    LIVE = "live"  # the live watch's fresh state of every proof (NUT-17)
+    MIXED = "checkstate+live"  # some of each
+
+
 class Lifecycle(StrEnum):
     OPENED = "OPENED"
     RESOLVED = "RESOLVED"

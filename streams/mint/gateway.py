@@ -200,6 +200,14 @@ class MintGateway(Exchanges):
         """The last state this mint gave for `y` in a valid answer, and when; None if unknown."""
         return self._seen.get(y.lower())
 
+    def learned(self, y: str, state: MintState, at: datetime) -> None:
+        """A state of `y` the mint told us another way (a NUT-17 push): SPENT is final, so the
+        next check of `y` needs no request."""
+        y = y.lower()
+        if state is MintState.SPENT:
+            self._spent.add(y)
+        self._seen.put(y, SeenState(state, at))
+
     def is_known_spent(self, y: str) -> bool:
         return y.lower() in self._spent
 

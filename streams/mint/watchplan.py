@@ -29,13 +29,14 @@ at a time, most useful first, and the manager executes it when the budget allows
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
+
+from sortedcontainers import SortedList
 
 
 class Tier(IntEnum):
@@ -47,10 +48,13 @@ class Tier(IntEnum):
 
 
 class WantedSet:
-    """The Ys the worker wants watched at one mint, ranked."""
+    """The Ys the worker wants watched at one mint, ranked: tier first, then higher score, then
+    first wanted. Kept sorted, so a change costs O(log n) and the top is a slice: the worker
+    feeds it its whole book (a million Ys), and the planner asks for the top after changes."""
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[int, float, int]] = {}
+        self._ranked: SortedList = SortedList()  # (tier, -score, seq, y)
         self._order = itertools.count()
         self._top: list[str] | None = None
         self._top_n = -1
@@ -60,12 +64,21 @@ class WantedSet:
             known = self._keys.get(y)
             if known is not None and known[:2] == (int(tier), -score):
                 continue  # unchanged: the ranking stays valid
+            if known is not None:
+                self._ranked.remove((*known, y))
             seq = known[2] if known is not None else next(self._order)
-            self._keys[y] = (int(tier), -score, seq)
+            key = (int(tier), -score, seq)
+            self._keys[y] = key
+            self._ranked.add((*key, y))
             self._top = None
 
     def remove(self, ys: Iterable[str]) -> list[str]:
-        removed = [y for y in ys if self._keys.pop(y, None) is not None]
+        removed = []
+        for y in ys:
+            known = self._keys.pop(y, None)
+            if known is not None:
+                self._ranked.remove((*known, y))
+                removed.append(y)
         if removed:
             self._top = None
         return removed
@@ -73,8 +86,7 @@ class WantedSet:
     def top(self, n: int) -> list[str]:
         """The `n` best-ranked Ys, best first (cached until the set changes)."""
         if self._top is None or self._top_n != n:
-            best = heapq.nsmallest(n, self._keys.items(), key=lambda item: item[1])
-            self._top, self._top_n = [y for y, _ in best], n
+            self._top, self._top_n = [item[3] for item in self._ranked.islice(0, n)], n
         return self._top
 
     def __contains__(self, y: object) -> bool:

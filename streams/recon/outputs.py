@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from streams.core.contracts import CorrectionCommand, DiscrepancyEvent, PreflightResult
-from streams.core.domain import DbStatus, Source
+from streams.core.domain import DbStatus, Source, Truth
 from streams.core.ids import correction_command_id, discrepancy_event_id
 from streams.recon.classification import ClassifiedProof
 from streams.recon.policy import CORRECTED_STATUS, Decision
@@ -70,6 +70,7 @@ def preflight_result(
     duration_ms: float,
     answered_at: datetime,
     proofs_digest: str = "",
+    truth: Truth | None = None,
 ) -> PreflightResult:
     return PreflightResult(
         request_id=request_id,
@@ -86,6 +87,7 @@ def preflight_result(
         duration_ms=duration_ms,
         answered_at=answered_at,
         proofs_digest=proofs_digest,
+        truth=truth,
     )
 
 

@@ -28,7 +28,7 @@ from streams.core.webauth import auth_middleware
 from streams.mint import MintGateways
 from streams.recon.ledger import token_rows
 from streams.recon.policy import Policy
-from streams.worker.agents import alerts, findings, melt_requests, sweep, token_status
+from streams.worker.agents import alerts, findings, live, melt_requests, sweep, token_status
 from streams.worker.emit import Emitter, ReplyTopics
 from streams.worker.events import raw_topic
 from streams.worker.metrics import Metrics, PrometheusGatewayObserver
@@ -125,6 +125,7 @@ def _register(runtime: Runtime) -> None:
     melt_requests.register(runtime)
     findings.register(runtime)
     sweep.register(runtime)
+    live.register(runtime)
     alerts.register(runtime)
     register_views(runtime)
     if runtime.settings.clickhouse.sink_enabled:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from streams.core.domain import Source
+from streams.core.domain import MintState, Source
 from streams.mint.observer import MintHealth, RequestOutcome
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5)
@@ -40,6 +40,27 @@ _COUNTERS = {
     "mint_cache_hits": ("proofrecon_mint_spent_cache_hits",
                         "Ys answered SPENT from the cache without asking the mint",
                         ("mint_url", "source")),
+    "preflight_truth": ("proofrecon_preflight_truth",
+                        "Melt verdicts by where their mint states came from "
+                        "(checkstate, live, checkstate+live)", ("mint_url", "truth")),
+    "watch_notifications": ("proofrecon_watch_notifications", "NUT-17 notifications used",
+                            ("mint_url", "state")),
+    "watch_reconnects": ("proofrecon_watch_reconnects", "Watch connections replaced",
+                         ("mint_url", "reason")),
+    "watch_snapshots": ("proofrecon_watch_snapshots",
+                        "Checkstate snapshots of watched Ys, by outcome", ("mint_url", "outcome")),
+    "watch_messages": ("proofrecon_watch_messages", "WebSocket messages sent to a mint",
+                       ("mint_url", "kind")),
+    "watch_rejected": ("proofrecon_watch_rejected",
+                       "Watch messages refused (ours by the mint, or the mint's by us)",
+                       ("mint_url",)),
+}  # fmt: skip
+_GAUGES = {
+    "watch_wanted": ("proofrecon_watch_wanted_ys", "Ys the worker wants watched", ("mint_url",)),
+    "watch_watched": ("proofrecon_watch_watched_ys", "Ys watched now on a live connection",
+                      ("mint_url",)),
+    "watch_connections": ("proofrecon_watch_connections", "WebSocket connections open",
+                          ("mint_url",)),
 }  # fmt: skip
 
 
@@ -50,6 +71,8 @@ class Metrics:
         self.registry = registry
         for attr, (name, help_, labels) in _COUNTERS.items():
             setattr(self, attr, Counter(name, help_, labels, registry=registry))
+        for attr, (name, help_, labels) in _GAUGES.items():
+            setattr(self, attr, Gauge(name, help_, labels, registry=registry))
         self.preflight_duration = Histogram(
             "proofrecon_preflight_duration_seconds",
             "From consuming a melt request to answering it",
@@ -87,6 +110,15 @@ class Metrics:
     mint_requests: Counter
     mint_checks: Counter
     mint_cache_hits: Counter
+    preflight_truth: Counter
+    watch_notifications: Counter
+    watch_reconnects: Counter
+    watch_snapshots: Counter
+    watch_messages: Counter
+    watch_rejected: Counter
+    watch_wanted: Gauge
+    watch_watched: Gauge
+    watch_connections: Gauge
 
 
 class PrometheusGatewayObserver:
@@ -113,3 +145,30 @@ class PrometheusGatewayObserver:
 
     def health_changed(self, mint_url: str, old: MintHealth, new: MintHealth) -> None:
         self._m.mint_health.labels(mint_url).set(_HEALTH_VALUE[new])
+
+
+class PrometheusWatchObserver:
+    """Binds the live watch's hooks (streams.mint.WatchObserver) to `Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+
+    def gauges(self, mint_url: str, *, wanted: int, watched: int, connections: int) -> None:
+        self._m.watch_wanted.labels(mint_url).set(wanted)
+        self._m.watch_watched.labels(mint_url).set(watched)
+        self._m.watch_connections.labels(mint_url).set(connections)
+
+    def message_sent(self, mint_url: str, *, kind: str) -> None:
+        self._m.watch_messages.labels(mint_url, kind).inc()
+
+    def notification(self, mint_url: str, *, state: MintState) -> None:
+        self._m.watch_notifications.labels(mint_url, state.value).inc()
+
+    def reconnect(self, mint_url: str, *, reason: str) -> None:
+        self._m.watch_reconnects.labels(mint_url, reason).inc()
+
+    def snapshot(self, mint_url: str, *, ys: int, outcome: str) -> None:
+        self._m.watch_snapshots.labels(mint_url, outcome).inc()
+
+    def rejected(self, mint_url: str, *, reason: str) -> None:
+        self._m.watch_rejected.labels(mint_url).inc()

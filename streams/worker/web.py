@@ -205,15 +205,18 @@ async def _record_findings(
 def proof_state(runtime: Runtime, npub: str, y: str) -> dict[str, Any]:
     record = ledger_record(runtime, npub, y)
     opened = runtime.open_discrepancies.get(proof_key(npub, y))
-    last_seen = None
+    last_seen = live = None
     if record is not None and runtime.gateways.is_allowed(record.mint_url):
-        seen = runtime.gateways.get(record.mint_url).last_seen(y)
+        mint_url = normalise_or_strip(record.mint_url)
+        seen = runtime.gateways.get(mint_url).last_seen(y)
         if seen is not None:
             last_seen = {"state": seen.state.value, "seen_at": seen.seen_at.isoformat()}
+        live = runtime.live.view(mint_url, y) if runtime.live is not None else None
     return {
         "Y": y,
         "npub": npub,
         "ledger": record.to_dict() if record else None,
         "open_discrepancy": opened,
         "last_mint_state": last_seen,
+        "live": live,
     }

@@ -38,6 +38,7 @@ from streams.core.domain import (
     MintState,
     Severity,
     Source,
+    Truth,
     Verdict,
 )
 
@@ -118,6 +119,12 @@ class PreflightResult(Output):
     checked_proofs: Count
     duration_ms: float = Field(ge=0)
     answered_at: UtcDatetime
+    truth: Truth | None = Field(
+        None,
+        description="Where the mint states behind the verdict came from: checkstate (asked "
+        "now), live (the NUT-17 watch's fresh state), or both; null when no mint state was used "
+        "(a refusal: invalid request, mint unavailable, mismatch, deadline).",
+    )
     proofs_digest: Digest = Field(
         "",
         description="SHA-256 (lowercase hex) of the request's Ys (lowercase hex), sorted, joined "

@@ -26,6 +26,7 @@ from streams.core.settings.policy import (
     check_policy_sets,
 )
 from streams.core.settings.services import ClickHouseSettings, WebSettings
+from streams.core.settings.watch import WatchSettings
 
 __all__ = [
     "THEMES",
@@ -40,6 +41,7 @@ __all__ = [
     "Settings",
     "SweepSettings",
     "TopicSettings",
+    "WatchSettings",
     "WebSettings",
     "check_policy_sets",
     "load_settings",
@@ -61,6 +63,7 @@ class Settings(BaseModel):
     policy: PolicySettings
     preflight: PreflightSettings
     sweep: SweepSettings
+    watch: WatchSettings
     clickhouse: ClickHouseSettings
     alerts: AlertSettings
     web: WebSettings
@@ -118,6 +121,7 @@ THEMES: dict[str, type[BaseSettings]] = {
     "policy": PolicySettings,
     "preflight": PreflightSettings,
     "sweep": SweepSettings,
+    "watch": WatchSettings,
     "clickhouse": ClickHouseSettings,
     "alerts": AlertSettings,
     "web": WebSettings,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -87,6 +87,14 @@ class PreflightSettings(Themed):
         gt=0,
         description="Longest a melt request may wait for its answer, whatever its deadline_ms "
         "or requested_at say (a producer's clock is not trusted to stretch it) (ms).",
+    )
+    live_state: Literal["fallback", "prefer", "never"] = Field(
+        "fallback",
+        description="Whether a melt may be answered from the live watch's state of its proofs "
+        "(fresh: the connection alive and confirmed within PROOFRECON_WATCH_FRESH_MAX_AGE_S). "
+        "fallback: only when the mint cannot be asked in time (budget spent, silenced after a "
+        "429) instead of blocking; prefer: without an HTTP request whenever it is fresh; "
+        "never: HTTP only.",
     )
     reply_topics: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

@@ -76,8 +76,9 @@ class Findings:
 
     def _reconcile(self, finding: Finding) -> Outcome | None:
         npub = finding.npub
-        proofs, states = [], {}
-        for observed in finding.proofs:
+        proofs: dict[str, ProofToCheck] = {}
+        states = {}
+        for observed in finding.proofs:  # a Y listed twice counts once, with its last state
             record = ledger_record(self._rt, npub, observed.y)
             if record is None and not finding.include_absent:
                 continue
@@ -91,12 +92,12 @@ class Findings:
                 check = ProofToCheck(observed.y, observed.amount, observed.keyset_id, None, None)
             else:
                 continue
-            proofs.append(check)
+            proofs[observed.y] = check
             states[observed.y] = observed.state
         if not proofs:
             return None
         return reconcile(
-            proofs,
+            list(proofs.values()),
             states,
             open_discrepancies(self._rt, npub, states),
             policy=self._rt.policy,

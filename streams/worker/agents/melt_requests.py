@@ -37,14 +37,11 @@ from streams.core.contracts import (
     parse_melt_request,
     proofs_digest,
 )
-from streams.core.domain import BlockCode, ErrorKind, MintState, Source, Verdict
+from streams.core.domain import BlockCode, ErrorKind, MintState, Source, Truth, Verdict
 from streams.core.errors import (
     ContractError,
     DeliveryFailed,
     DeliveryRefused,
-    MintDeadlineExceeded,
-    MintError,
-    MintNotAllowed,
     ProofReconError,
 )
 from streams.core.ids import proof_check_event_id
@@ -55,6 +52,7 @@ from streams.recon.outputs import preflight_result
 from streams.recon.policy import Decision
 from streams.recon.reconcile import Outcome, reconcile
 from streams.worker.agents.loop import stop_worker
+from streams.worker.agents.truth import MintTruth
 from streams.worker.emit import Deliveries
 from streams.worker.events import RawEvent, RawStream, event_context, raw_value, utcnow
 from streams.worker.pipelining import MicroBatches, OrderedAcks
@@ -71,12 +69,14 @@ class _Judgement:
     decision: Decision
     outcome: Outcome | None = None  # None: refused without classification (fail closed)
     reason: str = ""
+    truth: Truth | None = None  # where the mint states came from
 
 
 class Preflight:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self._emit = runtime.emit
+        self._truth = MintTruth(runtime)
 
     async def handle_batch(self, events: list[RawEvent]) -> None:
         await asyncio.gather(*(self.handle(event) for event in events))
@@ -115,6 +115,8 @@ class Preflight:
         except ContractError as exc:
             await self._invalid(event, raw, exc, started)
             return
+        if self._rt.live is not None:
+            self._rt.live.melt(request.npub, request.mint_url, [p.y for p in request.proofs])
         judgement = await self._judge(event, request)
         out = Deliveries()
         if judgement.outcome is not None:
@@ -148,9 +150,10 @@ class Preflight:
             records = self._records(request)
         if self._mismatched(request, records):
             return _Judgement(policy.blocked_verdict(BlockCode.MINT_MISMATCH), reason="ledger")
-        states = await self._mint_states(request)
-        if isinstance(states, BlockCode):
-            return _Judgement(policy.blocked_verdict(states), reason="mint")
+        found = await self._mint_states(request)
+        if isinstance(found, BlockCode):
+            return _Judgement(policy.blocked_verdict(found), reason="mint")
+        states, truth = found
         with event_context(event):
             records = self._records(request)  # the ledger may have moved while the mint answered
             if self._mismatched(request, records):
@@ -167,7 +170,7 @@ class Preflight:
             at=utcnow(),
             request_id=request.request_id,
         )
-        return _Judgement(outcome.decision, outcome)
+        return _Judgement(outcome.decision, outcome, truth=truth)
 
     def _records(self, request: MeltRequest) -> Records:
         return {p.y: ledger_record(self._rt, request.npub, p.y) for p in request.proofs}
@@ -203,21 +206,15 @@ class Preflight:
         expires = min(request.requested_at, now) + timedelta(milliseconds=request.deadline_ms)
         return min((expires - now).total_seconds(), request.deadline_ms / 1000, longest)
 
-    async def _mint_states(self, request: MeltRequest) -> dict[str, MintState] | BlockCode:
-        """The mint's state of every proof, or why it cannot be had (fail closed)."""
+    async def _mint_states(
+        self, request: MeltRequest
+    ) -> tuple[dict[str, MintState], Truth] | BlockCode:
+        """The state of every proof and where it came from, or why it cannot be had."""
         deadline_s = self.deadline_s(request)
         if deadline_s <= 0:
             return BlockCode.DEADLINE_EXCEEDED
-        try:
-            gateway = self._rt.gateways.get(request.mint_url)
-            ys = [proof.y for proof in request.proofs]
-            return await gateway.check(ys, deadline_s=deadline_s, source=Source.PREFLIGHT)
-        except MintNotAllowed:
-            return BlockCode.INVALID_REQUEST
-        except MintDeadlineExceeded:
-            return BlockCode.DEADLINE_EXCEEDED
-        except MintError:
-            return BlockCode.MINT_UNAVAILABLE
+        ys = [proof.y for proof in request.proofs]
+        return await self._truth.states(request.mint_url, ys, deadline_s)
 
     # --- answering ---------------------------------------------------------------------------
 
@@ -253,8 +250,11 @@ class Preflight:
             duration_ms=round(duration_ms, 3),
             answered_at=utcnow(),
             proofs_digest=proofs_digest(p.y for p in request.proofs),
+            truth=judgement.truth,
         )
         await self._emit.answer(result, request.reply_to, out)
+        if judgement.truth is not None:
+            self._rt.metrics.preflight_truth.labels(request.mint_url, judgement.truth.value).inc()
         self._rt.metrics.preflight_duration.observe(duration_ms / 1000)
         self._log_verdict(request, judgement, duration_ms)
 

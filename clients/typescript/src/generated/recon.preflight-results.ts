@@ -59,6 +59,10 @@ export type RequestId = string;
 export type High = number;
 export type Low = number;
 export type Medium = number;
+/**
+ * Where a verdict's mint states came from.
+ */
+export type Truth = 'checkstate' | 'live' | 'checkstate+live';
 export type Verdict = 'CLEARED' | 'CLEARED_AFTER_RECONCILIATION' | 'BLOCKED';
 
 /**
@@ -78,6 +82,10 @@ export interface ReconPreflightResults {
   proofs_digest: ProofsDigest;
   request_id: RequestId;
   severity_counts: SeverityCounts;
+  /**
+   * Where the mint states behind the verdict came from: checkstate (asked now), live (the NUT-17 watch's fresh state), or both; null when no mint state was used (a refusal: invalid request, mint unavailable, mismatch, deadline).
+   */
+  truth: Truth | null;
   verdict: Verdict;
 }
 /**
