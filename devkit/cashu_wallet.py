@@ -240,7 +240,7 @@ async def _melt_pending(wallet: Any, proofs: list[Any]) -> dict[str, Any]:
         if not melt.done():
             # The mint already holds the proofs as PENDING; the wallet's side of it is irrelevant.
             with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(melt, timeout=5)
+                await asyncio.wait_for(melt, timeout=1)
         if not melt.done():
             melt.cancel()
 
