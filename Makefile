@@ -13,17 +13,25 @@ CDK_PORT := $(or $(PROOFRECON_STACK_CDK_PORT),3339)
 ifneq ($(findstring cdk,$(MINTS)),)
 export PROOFRECON_TEST_CDK_MINT ?= http://127.0.0.1:$(CDK_PORT)
 endif
+# `make test` runs the suite against both mint implementations (tests/mints/): Nutshell and CDK's
+# cdk-mintd, which stack.sh builds once per machine (about ten minutes) into the user's cache.
+TEST_MINTS := nutshell,cdk
+# cdk-mintd needs Rust >= 1.85 (Debian 12 ships 1.63): `make rust` installs it with rustup if not.
+RUST_MIN := 1.85.0
+CARGO_BIN := $(or $(CARGO_HOME),$(HOME)/.cargo)/bin
+CDK_VERSION := $(shell sed -n 's/^CDK_VERSION=//p' $(STACK))
+CDK_BIN := $(or $(PROOFRECON_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/proofrecon)/cdk/bin/cdk-mintd
 # Debian packages as command:package.
 APT_PACKAGES := kcat:kcat docker-compose:docker-compose chromium:chromium protoc:protobuf-compiler \
-                shellcheck:shellcheck
+                shellcheck:shellcheck cc:build-essential curl:curl
 
-.PHONY: help venv sysdeps stack-up stack-down stack-status stack-clean topics test test-fast lint \
+.PHONY: help venv sysdeps rust stack-up stack-down stack-status stack-clean topics test test-fast lint \
         test-hostile test-node \
         fmt demo bench schemas constraints clean
 
 help:
 	@echo "make demo          start the stack and run the end-to-end demo"
-	@echo "make test          install, start the stack, run the whole suite"
+	@echo "make test          install, start the stack (with a CDK mint), run the whole suite"
 	@echo "make stack-up      start Kafka (127.0.0.1:9092) and the Nutshell mint (127.0.0.1:3338)"
 	@echo "make stack-up KAFKA_NODES=3 MINTS=nutshell,cdk"
 	@echo "                   also a 3-node Kafka cluster (127.0.0.1:19092-19094) and a CDK mint (:3339)"
@@ -40,7 +48,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 # Debian packages the tests use as neutral peers: kcat (a second Kafka client), docker-compose
 # (parses docker-compose.yml without an engine), chromium (renders the analytics report);
-# shellcheck (checks stack/stack.sh); protoc (protobuf-compiler, builds cdk-mintd for MINTS=cdk).
+# shellcheck (checks stack/stack.sh); protoc (protobuf-compiler) and a C toolchain
+# (build-essential) build cdk-mintd for MINTS=cdk; curl fetches rustup when Rust is missing.
 sysdeps:
 	@missing=""; for cp in $(APT_PACKAGES); do command -v $${cp%%:*} >/dev/null || missing="$$missing $${cp#*:}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -49,8 +58,23 @@ sysdeps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-stack-up: venv
-	@PROOFRECON_STACK_KAFKA_NODES=$(KAFKA_NODES) PROOFRECON_STACK_MINTS=$(MINTS) bash $(STACK) up
+# Rust for building cdk-mintd, when MINTS has cdk and the pinned binary is not built yet:
+# rustc >= RUST_MIN on the PATH or in ~/.cargo/bin, else rustup installs a minimal stable
+# toolchain for this user (~/.cargo, ~/.rustup; nothing outside the home directory).
+rust:
+	@case ",$(MINTS)," in *,cdk,*) ;; *) exit 0 ;; esac; \
+	if "$(CDK_BIN)" --version 2>/dev/null | grep -q " $(CDK_VERSION)$$"; then exit 0; fi; \
+	export PATH="$(CARGO_BIN):$$PATH"; \
+	have=$$(rustc --version 2>/dev/null | cut -d' ' -f2); \
+	if command -v cargo >/dev/null && [ -n "$$have" ] && \
+	   [ "$$(printf '%s\n' "$(RUST_MIN)" "$$have" | sort -V | head -n 1)" = "$(RUST_MIN)" ]; then exit 0; fi; \
+	echo "installing Rust with rustup: cdk-mintd $(CDK_VERSION) needs >= $(RUST_MIN) (found: $${have:-none})"; \
+	curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+	  | sh -s -- -y -q --profile minimal --default-toolchain stable --no-modify-path
+
+stack-up: venv rust
+	@PATH="$(CARGO_BIN):$$PATH" PROOFRECON_STACK_KAFKA_NODES=$(KAFKA_NODES) \
+	  PROOFRECON_STACK_MINTS=$(MINTS) bash $(STACK) up
 
 stack-down:
 	@bash $(STACK) down
@@ -64,7 +88,9 @@ stack-clean:
 topics: stack-up
 	$(BIN)/proofrecon topics create
 
-test: venv sysdeps stack-up
+test: MINTS = $(TEST_MINTS)
+test: export PROOFRECON_TEST_CDK_MINT ?= http://127.0.0.1:$(CDK_PORT)
+test: venv sysdeps rust stack-up
 	$(BIN)/pytest -p no:cacheprovider
 	$(MAKE) test-node
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from devkit.processes import WorkerProcess, read_topic
-from streams.core.settings import THEMES, Settings
+from streams.core.settings import Settings
 from tests.conftest import build_test_settings, clear_proofrecon_env
 from tests.mints.conftest import both_mints
 from tests.mints.impls import MintImpl
@@ -28,8 +28,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 def pipeline_settings(
     tmp_path_factory: pytest.TempPathFactory, impls: dict[str, MintImpl]
 ) -> Iterator[Settings]:
-    # Only the sweep looks here (the worker's NUT-17 watch, where it has one, would race it).
-    no_watch = {"watch": {"enabled": False}} if "watch" in THEMES else {}
     with pytest.MonkeyPatch.context() as mp:
         clear_proofrecon_env(mp)
         yield build_test_settings(
@@ -37,7 +35,7 @@ def pipeline_settings(
             tmp_path_factory.mktemp("sweep-worker") / "data",
             mint=both_mints(impls),
             sweep={"enabled": True, "interval_s": 0.5, "min_age_s": 0.0},
-            **no_watch,
+            watch={"enabled": False},  # only the sweep looks here: the live watch would race it
         )
 
 
