@@ -47,6 +47,7 @@ STACK_MINT = os.environ.get("PROOFRECON_TEST_MINT", "http://127.0.0.1:3338").rst
 # Set to a directory to profile every bench worker (one file per worker start; see BenchWorker).
 PROFILE_ENV = "PROOFRECON_BENCH_PROFILE_DIR"
 PYSPY_ENV = "PROOFRECON_BENCH_PYSPY"
+PYSPY_RATE_ENV = "PROOFRECON_BENCH_PYSPY_RATE"
 LEDGER_COUNTER = "proofrecon_ledger_proof_updates_total"
 
 # aiokafka warns while a fresh topic elects its leaders; it retries, and the noise hides progress.
@@ -414,7 +415,8 @@ class BenchWorker(WorkerProcess):
         py_spy = os.environ.get(PYSPY_ENV)
         if py_spy:
             assert self.proc is not None
-            record = [py_spy, "record", "--pid", str(self.proc.pid), "--rate", "100"]
+            rate = os.environ.get(PYSPY_RATE_ENV, "100")  # samples per second
+            record = [py_spy, "record", "--pid", str(self.proc.pid), "--rate", rate]
             record += ["--format", "raw", "--nonblocking", "-o", f"{out}.txt"]
             subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         say(f"worker profiled into {out}.*")

@@ -14,6 +14,7 @@ could be dodged by case. So every URL is normalised once, where it enters, by `n
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from urllib.parse import urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -25,6 +26,11 @@ class MintUrlError(ValueError):
 
 def normalise_mint_url(url: str) -> str:
     """The canonical spelling of `url`, or MintUrlError."""
+    return _normalise(url)
+
+
+@lru_cache(maxsize=1024)  # a few mints, one spelling each, in every event: parse each once
+def _normalise(url: str) -> str:
     text = url.strip()
     try:
         parts = urlsplit(text)

@@ -21,10 +21,12 @@ status; a deleted token keeps a tombstone carrying its version for the same reas
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
+from zlib import crc32
 
 from streams.core.contracts import TokenStatusEvent
 from streams.core.domain import DbStatus, TokenStatus
@@ -32,6 +34,13 @@ from streams.core.domain import DbStatus, TokenStatus
 KEY_SEPARATOR = "|"  # never in an npub (streams.core.contracts.Npub)
 # The DB statuses the sweep re-checks: what the wallet would still spend or is waiting on.
 SWEEPABLE = frozenset({DbStatus.UNSPENT, DbStatus.PENDING})
+_DB_VALUES = {status.value for status in DbStatus}
+_DB_STATUS = {
+    status: DbStatus(status.value) for status in TokenStatus if status.value in _DB_VALUES
+}
+_MIN_SLOTS = 1024
+_EMPTY = -1  # _FingerprintMap slot values: never used, used and removed, else a token number
+_TOMBSTONE = -2
 
 
 def proof_key(npub: str, y: str) -> str:
@@ -94,23 +103,27 @@ class TokenRecord:
 
     @property
     def ys(self) -> tuple[str, ...]:
-        return tuple(y for y, _, _ in self.proofs)
+        return tuple([y for y, _, _ in self.proofs])
 
     def proof(self, token_id: str, y: str) -> ProofRecord | None:
         if self.status is TokenStatus.DELETED:
             return None
         for proof_y, amount, keyset_id in self.proofs:
             if proof_y == y:
-                return ProofRecord(
-                    token_id=token_id,
-                    status=DbStatus(self.status.value),
-                    amount=amount,
-                    keyset_id=keyset_id,
-                    mint_url=self.mint_url,
-                    version=self.version,
-                    updated_at=self.updated_at,
-                )
+                return self._record(token_id, amount, keyset_id)
         return None
+
+    def records(self, token_id: str) -> dict[str, ProofRecord]:
+        """Every proof of the token by Y (none for a deleted token): `proof` for each, at once."""
+        if self.status is TokenStatus.DELETED:
+            return {}
+        return {y: self._record(token_id, amount, keyset) for y, amount, keyset in self.proofs}
+
+    def _record(self, token_id: str, amount: int, keyset_id: str) -> ProofRecord:
+        return ProofRecord(
+            token_id, _DB_STATUS[self.status], amount, keyset_id, self.mint_url, self.version,
+            self.updated_at,
+        )  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,7 +131,7 @@ class TokenRecord:
             "status": self.status.value,
             "mint_url": self.mint_url,
             "updated_at": self.updated_at,
-            "proofs": [list(p) for p in self.proofs],
+            "proofs": list(map(list, self.proofs)),
             "seq": self.seq,
         }
 
@@ -171,94 +184,224 @@ def apply_token_event(
     if event.status is TokenStatus.DELETED:
         tombstone = TokenRecord(event.version, event.status, event.mint_url, updated_at, (), seq)
         return LedgerUpdate(False, tombstone, (), old_ys)
-    proofs = tuple((p.y, p.amount, p.keyset_id) for p in event.proofs)
+    proofs = tuple([(p.y, p.amount, p.keyset_id) for p in event.proofs])
     token = TokenRecord(event.version, event.status, event.mint_url, updated_at, proofs, seq)
+    if not old_ys:
+        return LedgerUpdate(False, token, tuple([y for y, _, _ in proofs]), ())
     # A token's proofs do not change in Cashu, but a wallet may re-issue a token id with fewer
     # proofs after a partial swap; the ones it no longer lists are no longer in its DB.
-    listed, known = set(token.ys), set(old_ys)
-    added = tuple(y for y in token.ys if y not in known)
-    return LedgerUpdate(False, token, added, tuple(y for y in old_ys if y not in listed))
+    listed, known = {y for y, _, _ in proofs}, set(old_ys)
+    added = tuple([y for y, _, _ in proofs if y not in known])
+    return LedgerUpdate(False, token, added, tuple([y for y in old_ys if y not in listed]))
+
+
+class _FingerprintMap:
+    """A map from a key's fingerprint to a small int, in flat arrays (16 bytes a slot).
+
+    A Python dict of `npub|Y` strings costs ~230 bytes a proof, mostly the key string; this keeps
+    two independent hashes of the key instead: the 64-bit SipHash Python gives a str and a CRC-32
+    of its bytes. Two keys share both only with probability ~n²/2⁹⁷ (about 10⁻¹⁷ at ten million
+    proofs). Open addressing with linear probing; removed slots are tombstones until the next
+    resize.
+    """
+
+    __slots__ = ("_checks", "_hashes", "_mask", "_tombstones", "_used", "_values")
+
+    def __init__(self, capacity: int = _MIN_SLOTS) -> None:
+        self._alloc(capacity)
+
+    def _alloc(self, capacity: int) -> None:
+        size = _MIN_SLOTS
+        while size < capacity:
+            size *= 2
+        self._hashes = array("q", bytes(8 * size))
+        self._checks = array("I", bytes(4 * size))
+        self._values = array("i", [_EMPTY]) * size
+        self._mask = size - 1
+        self._used = 0
+        self._tombstones = 0
+
+    def __len__(self) -> int:
+        return self._used
+
+    def _find(self, h: int, c: int) -> int:
+        """The slot holding (h, c), or -1 - the first free slot to put it in."""
+        mask, hashes, checks, values = self._mask, self._hashes, self._checks, self._values
+        i = h & mask
+        free = -1
+        while True:
+            value = values[i]
+            if value == _EMPTY:
+                return -1 - (i if free < 0 else free)
+            if value == _TOMBSTONE:
+                if free < 0:
+                    free = i
+            elif hashes[i] == h and checks[i] == c:
+                return i
+            i = (i + 1) & mask
+
+    def get(self, h: int, c: int) -> int | None:
+        i = self._find(h, c)
+        return self._values[i] if i >= 0 else None
+
+    def put(self, h: int, c: int, value: int) -> None:
+        self._put(h, c, value, replace=True)
+
+    def setdefault(self, h: int, c: int, value: int) -> int | None:
+        """The value held for (h, c); if none, `value` is stored and None returned."""
+        return self._put(h, c, value, replace=False)
+
+    def _put(self, h: int, c: int, value: int, *, replace: bool) -> int | None:
+        i = self._find(h, c)
+        if i >= 0:
+            held = self._values[i]
+            if replace:
+                self._values[i] = value
+            return held
+        i = -1 - i
+        if self._values[i] == _TOMBSTONE:
+            self._tombstones -= 1
+        self._hashes[i], self._checks[i], self._values[i] = h, c, value
+        self._used += 1
+        if 3 * (self._used + self._tombstones) > 2 * (self._mask + 1):
+            self._resize()
+        return None
+
+    def delete(self, h: int, c: int) -> None:
+        i = self._find(h, c)
+        if i >= 0:
+            self._values[i] = _TOMBSTONE
+            self._used -= 1
+            self._tombstones += 1
+
+    def _resize(self) -> None:
+        old_hashes, old_checks, old_values = self._hashes, self._checks, self._values
+        self._alloc(2 * self._used)
+        mask, hashes, checks, values = self._mask, self._hashes, self._checks, self._values
+        used = 0
+        for j, v in enumerate(old_values):
+            if v < 0:
+                continue
+            h = old_hashes[j]
+            i = h & mask
+            while values[i] != _EMPTY:  # distinct keys, no tombstones: the first empty slot
+                i = (i + 1) & mask
+            hashes[i], checks[i], values[i] = h, old_checks[j], v
+            used += 1
+        self._used = used
+
+
+def _fingerprint(key: str) -> tuple[int, int]:
+    return hash(key), crc32(key.encode())
 
 
 class ProofIndex:
     """`npub|Y` → the live token that listed the Y last, for the tokens this worker holds.
 
-    Most Ys are listed by one token; the few listed by several keep the set of their tokens in
-    `_shared`, so that dropping one falls back to the next latest instead of forgetting the Y.
+    Compact (~60 bytes a proof with five proofs a token): proofs and live tokens are fingerprints
+    in flat arrays (`_FingerprintMap`), tokens are small ints naming their id and seq. Most Ys
+    are listed by one token; the few listed by several keep the set of their tokens in `_shared`,
+    so that dropping one falls back to the next latest instead of forgetting the Y.
     """
 
     def __init__(self) -> None:
-        self._token_of: dict[str, str] = {}
-        self._seq: dict[str, int] = {}  # npub|token_id -> seq of its row (live tokens)
-        self._shared: dict[str, set[str]] = {}  # npub|Y -> token ids, when more than one
+        self._clear()
+
+    def _clear(self) -> None:
+        self._proofs = _FingerprintMap()  # npub|Y -> token number
+        self._tokens = _FingerprintMap()  # npub|token_id -> token number (live tokens)
+        self._token_ids: list[str] = []  # token number -> token id
+        self._seqs = array("q")  # token number -> seq of its row
+        self._free: list[int] = []  # numbers of tokens no longer live
+        self._shared: dict[tuple[int, int], set[int]] = {}  # npub|Y -> token numbers
 
     def __len__(self) -> int:
-        return len(self._token_of)
+        return len(self._proofs)
 
     def token_of(self, npub: str, y: str) -> str | None:
-        return self._token_of.get(proof_key(npub, y))
+        number = self._proofs.get(*_fingerprint(proof_key(npub, y)))
+        return self._token_ids[number] if number is not None else None
 
     def token_besides(self, npub: str, y: str, token_id: str) -> str | None:
         """The live token that would hold `y` if `token_id` no longer listed it."""
-        key = proof_key(npub, y)
+        key = _fingerprint(proof_key(npub, y))
         holders = self._shared.get(key)
         if holders is None:
-            current = self._token_of.get(key)
-            return current if current != token_id else None
-        others = holders - {token_id}
-        return self._latest(npub, others) if others else None
+            current = self._proofs.get(*key)
+            found = self._token_ids[current] if current is not None else None
+            return found if found != token_id else None
+        others = {t for t in holders if self._token_ids[t] != token_id}
+        return self._token_ids[self._latest(others)] if others else None
 
     def apply(self, npub: str, token_id: str, update: LedgerUpdate) -> None:
         token = update.token
         if update.ignored or token is None:
             return
-        tkey = token_key(npub, token_id)
+        tkey = _fingerprint(token_key(npub, token_id))
+        number: int | None
         if token.live:
-            self._seq[tkey] = token.seq
-        for y in update.removed_ys:
-            self._unlist(npub, y, token_id)
-        if not token.live:
-            self._seq.pop(tkey, None)
-        for y in token.ys:
-            self._list(npub, y, token_id, newest=True)
+            number = self._register(tkey, token_id, token.seq)
+        else:
+            number = self._tokens.get(*tkey)
+        if number is not None:
+            for y in update.removed_ys:
+                self._unlist(npub, y, number)
+            if not token.live:
+                self._tokens.delete(*tkey)
+                self._free.append(number)
+                return
+            for y in token.ys:
+                self._list(npub, y, number, newest=True)
 
     def rebuild(self, rows: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        self._token_of, self._seq, self._shared = {}, {}, {}
+        self._clear()
         for key, row in rows:
-            token = TokenRecord.from_dict(row)
-            if not token.live:
+            if row.get("status") == TokenStatus.DELETED.value:
                 continue
             npub, token_id = split_key(key)
-            self._seq[key] = token.seq
-            for y in token.ys:
-                self._list(npub, y, token_id, newest=False)
+            number = self._register(_fingerprint(key), token_id, int(row.get("seq", 0)))
+            for proof in row["proofs"]:
+                self._list(npub, proof[0], number, newest=False)
 
-    def _list(self, npub: str, y: str, token_id: str, *, newest: bool) -> None:
-        key = proof_key(npub, y)
-        current = self._token_of.get(key)
-        if current is None or current == token_id:
-            self._token_of[key] = token_id
+    def _register(self, tkey: tuple[int, int], token_id: str, seq: int) -> int:
+        number = self._tokens.get(*tkey)
+        if number is None:
+            if self._free:
+                number = self._free.pop()
+                self._token_ids[number] = token_id
+            else:
+                number = len(self._token_ids)
+                self._token_ids.append(token_id)
+                self._seqs.append(0)
+            self._tokens.put(*tkey, number)
+        self._seqs[number] = seq
+        return number
+
+    def _list(self, npub: str, y: str, number: int, *, newest: bool) -> None:
+        key = _fingerprint(proof_key(npub, y))
+        current = self._proofs.setdefault(*key, number)
+        if current is None or current == number:
             return
         holders = self._shared.setdefault(key, {current})
-        holders.add(token_id)
+        holders.add(number)
         # The live path applies events in order, so the token written now is the latest.
-        self._token_of[key] = token_id if newest else self._latest(npub, holders)
+        self._proofs.put(*key, number if newest else self._latest(holders))
 
-    def _unlist(self, npub: str, y: str, token_id: str) -> None:
-        key = proof_key(npub, y)
+    def _unlist(self, npub: str, y: str, number: int) -> None:
+        key = _fingerprint(proof_key(npub, y))
         holders = self._shared.get(key)
         if holders is None:
-            if self._token_of.get(key) == token_id:
-                del self._token_of[key]
+            if self._proofs.get(*key) == number:
+                self._proofs.delete(*key)
             return
-        holders.discard(token_id)
-        self._token_of[key] = self._latest(npub, holders)
+        holders.discard(number)
+        self._proofs.put(*key, self._latest(holders))
         if len(holders) == 1:
             del self._shared[key]
 
-    def _latest(self, npub: str, token_ids: Iterable[str]) -> str:
+    def _latest(self, numbers: Iterable[int]) -> int:
         # Ties (rows written before seq existed) go to the greater id: arbitrary but stable.
-        return max(token_ids, key=lambda t: (self._seq.get(token_key(npub, t), -1), t))
+        return max(numbers, key=lambda t: (self._seqs[t], self._token_ids[t]))
 
 
 def token_rows(items: Iterable[tuple[Any, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -27,7 +27,9 @@ class SweepIndex:
         if self._mint_of.get(key) == mint_url:
             return
         self.forget(npub, y)
-        queue = self._by_mint.setdefault(mint_url, OrderedDict())
+        queue = self._by_mint.get(mint_url)
+        if queue is None:  # not setdefault: that builds an OrderedDict for every call
+            queue = self._by_mint[mint_url] = OrderedDict()
         queue[key] = 0.0
         queue.move_to_end(key, last=False)
         self._mint_of[key] = mint_url

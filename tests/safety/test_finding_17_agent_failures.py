@@ -7,8 +7,9 @@ silently diverged from the wallet DB, with nothing left to replay. Only an event
 faults may be dead-lettered; a failure that is not the event's is retried, then stops the worker
 before the event's offset is committed.
 
-Unit tests: the agents' own loops (as registered on the app) run over a fake runtime whose table
-refuses writes, with topics that record what is sent.
+Unit tests: the agents' own loops (the findings agent as registered on the app, the ledger's own
+consumer loop) run over a fake runtime whose table refuses writes, with topics that record what is
+sent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 
 from streams.core.cashu import y_from_secret
@@ -35,9 +37,11 @@ from streams.recon.policy import Policy
 from streams.recon.sweep_index import SweepIndex
 from streams.worker.agents import findings as findings_agent
 from streams.worker.agents import token_status as ledger_agent
+from streams.worker.agents.token_feed import TokenFeed
 from streams.worker.emit import Emitter
 from streams.worker.findings import SIGNATURE_HEADER, Finding, ObservedProof, sign
 from streams.worker.metrics import Metrics
+from streams.worker.token_table import PartitionRows, TokenTable
 from tests.conftest import clear_proofrecon_env
 
 MINT = "http://127.0.0.1:3338"
@@ -138,15 +142,43 @@ def _runtime(monkeypatch: pytest.MonkeyPatch, **tables: Any) -> Any:
         open_discrepancies=tables.get("open_discrepancies", {}),
         proof_index=index,
         sweep_index=SweepIndex(),
+        live=None,
+        closables=[],
     )
+
+
+class NoRows(PartitionRows):
+    def __init__(self) -> None:
+        pass
+
+    def row(self, partition: int, key: str) -> dict[str, Any] | None:
+        return None
+
+
+class RefusingTokens(TokenTable):
+    """The tokens table's batched write path, with a changelog that refuses every write."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def row(self, partition: int, key: str) -> dict[str, Any] | None:
+        return None
+
+    async def _send_all(self, partition: int, records: list[tuple[bytes, bytes]]) -> int:
+        self.attempts += 1
+        raise RuntimeError("changelog write failed")
 
 
 async def test_finding_17_a_ledger_table_write_failure_stops_the_worker_never_dead_letters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    table = RefusingTable()
-    runtime = _runtime(monkeypatch, tokens=table)
-    ledger_agent.register(runtime)
+    runtime = _runtime(monkeypatch, open_discrepancies={})
+    table = RefusingTokens()
+    ledger = ledger_agent.Ledger(runtime, table, NoRows())
+    # The ledger's consumer, as a rebalance leaves it: partition 0 assigned and positioned.
+    feed = TokenFeed(runtime, table, ledger.handle_batch)
+    await feed._on_assigned(None, {TP(runtime.settings.topics.melt_requests, 0)})
+    feed._positioned = feed._generation
     owner = f"npub1{uuid.uuid4().hex}"
     event = {
         "event_id": uuid.uuid4().hex,
@@ -159,7 +191,8 @@ async def test_finding_17_a_ledger_table_write_failure_stops_the_worker_never_de
         "proofs": [{"Y": y_from_secret("ledger-unit"), "amount": 8, "keyset_id": "00ab"}],
     }
     message = Message("wallet.token-status", owner.encode(), json.dumps(event).encode())
-    await runtime.app.agents["ledger"](Stream(Event(message)))
+    tp = TP(message.topic, 0)
+    assert await feed._apply({tp: [message]}) is False  # the feed stops
 
     assert table.attempts > 1  # retried
     assert [type(exc) for exc in runtime.app.crashes] == [StoreError]  # then the worker stops

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from streams.core.contracts import DiscrepancyEvent, TokenStatusEvent, parse_token_status
 from streams.core.domain import DbStatus, ErrorKind
-from streams.core.errors import ContractError, DeliveryRefused
+from streams.core.errors import ContractError, DeliveryRefused, StoreError
 from streams.recon.ledger import (
     SWEEPABLE,
     LedgerUpdate,
@@ -57,7 +57,7 @@ class _Change:
 class _Consumed:
     """A consumed record where the emitter and the table helpers want an event (`.message`)."""
 
-    __slots__ = ("message",)
+    __slots__ = ("__weakref__", "message")  # event_context holds a weak reference
 
     def __init__(self, record: Consumed) -> None:
         self.message = record
@@ -83,11 +83,15 @@ class _Batch:
 
 
 class Ledger:
-    def __init__(self, runtime: Runtime, table: TokenTable) -> None:
+    def __init__(
+        self, runtime: Runtime, table: TokenTable, open_rows: PartitionRows | None = None
+    ) -> None:
         self._rt = runtime
         self.emit = runtime.emit
         self._tokens = table
-        self._open = PartitionRows(runtime.open_discrepancies)
+        self._open = open_rows or PartitionRows(runtime.open_discrepancies)
+        updates = runtime.metrics.ledger_updates
+        self._upserted, self._removed = updates.labels("upserted"), updates.labels("removed")
 
     async def handle_batch(self, partition: int, records: Sequence[Consumed]) -> None:
         """Apply one partition's records, in order. Raises (and writes nothing) when the batch
@@ -116,6 +120,8 @@ class Ledger:
             return
         try:
             change = self._plan(batch, parsed, consumed.message.offset)
+        except StoreError:
+            raise  # not the event's fault: the worker stops (see module)
         except Exception as exc:  # a bug, not the input's contract: parked, the ledger goes on
             logger.error("the ledger could not apply an event", exc_info=exc)
             await self.emit.dead_letter(event, ErrorKind.PROCESSING_ERROR, type(exc).__name__)
@@ -175,7 +181,7 @@ class Ledger:
         moved to another token is not forgotten: review finding 4), else None."""
         token = update.token
         assert token is not None
-        after: dict[str, ProofRecord | None] = {y: token.proof(event.token_id, y) for y in token.ys}
+        after: dict[str, ProofRecord | None] = dict(token.records(event.token_id))
         index = self._rt.proof_index
         for y in update.removed_ys:
             other = index.token_besides(event.npub, y, event.token_id)
@@ -207,9 +213,9 @@ class Ledger:
         token = change.update.token
         assert token is not None
         self._track_for_sweep(event.npub, change.after)
-        metrics = self._rt.metrics.ledger_updates
-        metrics.labels("upserted").inc(len(token.proofs))
-        metrics.labels("removed").inc(len(change.update.removed_ys))
+        self._upserted.inc(len(token.proofs))
+        if change.update.removed_ys:
+            self._removed.inc(len(change.update.removed_ys))
         if self._rt.live is not None:
             self._rt.live.want(event.npub, change.after, event.occurred_at.timestamp())
 
