@@ -35,8 +35,9 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(240)]
 FAST_WATCH = {"snapshot_interval_s": 600.0, "messages_per_minute": 600.0}
 # The gateway's own model of the mint's limiter: 10 requests, then a quiet minute (per mint).
 # Background requests (the watch's snapshots) may use 3 of them while 7 are left; at CDK they
-# are what makes an unspent proof's live state known (with a budget of 3, the sweep's share is
-# nothing, and CDK's watched unspent proofs never become fresh: melts then BLOCK, fail closed).
+# are what makes an unspent proof's live state known. (With a budget of 3, a background request
+# fits only into an untouched window: CDK's watched unspent proofs then stay unknown until a
+# quiet minute has passed, and their melts BLOCK meanwhile, fail closed.)
 TIGHT_BUDGET = {
     "limiter_model": "elastic",
     "limiter_limit": 10,
