@@ -145,7 +145,7 @@ async def ledger_rate(worker: BenchWorker, total: int, timeout: float) -> Ingest
         while time.monotonic() < deadline:
             value = await metric_total(http, worker.url, LEDGER_COUNTER)
             if value:
-                samples.append((time.monotonic(), value, cpu_seconds(worker.proc.pid)))
+                samples.append((time.monotonic(), value, cpu_seconds(worker.pid)))
                 if value >= total:
                     break
             await asyncio.sleep(POLL_S)

@@ -193,7 +193,7 @@ async def measure(rate: float, duration: float, pacing: str) -> dict[str, Any]:
                 await echo.start()
                 assert worker.proc is not None
                 cores = await _phases(
-                    settings, echo, tokens, rate, duration, pipeline, baseline, worker.proc.pid
+                    settings, echo, tokens, rate, duration, pipeline, baseline, worker.pid
                 )
                 mint_used = await mint_usage(worker)
         finally:

@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -384,10 +385,12 @@ async def open_loop(
 class BenchWorker(WorkerProcess):
     """`proofrecon worker` in a subprocess, optionally profiled (PROOFRECON_BENCH_PROFILE_DIR).
 
-    With PROOFRECON_BENCH_PYSPY (a py-spy binary; `pip install --target DIR py-spy` keeps it out
-    of the venv) py-spy samples the whole process, every thread, into collapsed stacks; without
-    it the worker runs under cProfile, which sees only the main thread and counts each coroutine
-    resumption as a call. Its log goes to bench/results/logs/ (git-ignored).
+    With PROOFRECON_BENCH_PYSPY (a py-spy binary; the dev extras install one in the venv) the
+    worker runs under `py-spy record` from its first instruction (start-up and recovery
+    included), every thread, into collapsed stacks (PROOFRECON_BENCH_PYSPY_RATE samples/s,
+    default 100); without it the worker runs under cProfile, which sees only the main thread and
+    counts each coroutine resumption as a call. Its log goes to bench/results/logs/ (git-ignored).
+    `pid` is the worker's own process either way.
     """
 
     def __init__(self, settings: Settings, name: str) -> None:
@@ -397,30 +400,41 @@ class BenchWorker(WorkerProcess):
         self.starts = 0
 
     def argv(self) -> list[str]:
-        if os.environ.get(PROFILE_ENV) and not os.environ.get(PYSPY_ENV):
-            profile = ["-m", "cProfile", "-o", f"{self._profile_out()}.prof"]
-            return [sys.executable, *profile, "-m", "streams.cli.main", self.command]
-        return super().argv()
+        command = [sys.executable, "-m", "streams.cli.main", self.command]
+        if not os.environ.get(PROFILE_ENV):
+            return super().argv()
+        out = self._profile_out()
+        py_spy = os.environ.get(PYSPY_ENV)
+        if py_spy:
+            rate = os.environ.get(PYSPY_RATE_ENV, "100")
+            record = [py_spy, "record", "--rate", rate, "--format", "raw", "--nonblocking"]
+            return [*record, "-o", f"{out}.txt", "--", *command]
+        return [sys.executable, "-m", "cProfile", "-o", f"{out}.prof", *command[1:]]
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        if not os.environ.get(PYSPY_ENV) or not os.environ.get(PROFILE_ENV):
+            return self.proc.pid
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+        return int(children.split()[0])  # the worker, py-spy's only child
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is not None and self.proc.poll() is None and self.pid != self.proc.pid:
+            os.kill(self.pid, sig)  # the worker: py-spy writes its profile once it exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                return self.proc.wait(timeout)
+        return super().stop(sig, timeout)
 
     def _profile_out(self) -> Path:
         return Path(os.environ[PROFILE_ENV]) / f"{self.name}-{self.starts}"
 
     def start(self, timeout: float = 120.0) -> Self:
-        if not os.environ.get(PROFILE_ENV):
-            return super().start(timeout)
-        self.starts += 1
-        out = self._profile_out()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        super().start(timeout)
-        py_spy = os.environ.get(PYSPY_ENV)
-        if py_spy:
-            assert self.proc is not None
-            rate = os.environ.get(PYSPY_RATE_ENV, "100")  # samples per second
-            record = [py_spy, "record", "--pid", str(self.proc.pid), "--rate", rate]
-            record += ["--format", "raw", "--nonblocking", "-o", f"{out}.txt"]
-            subprocess.Popen(record, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        say(f"worker profiled into {out}.*")
-        return self
+        if os.environ.get(PROFILE_ENV):
+            self.starts += 1
+            self._profile_out().parent.mkdir(parents=True, exist_ok=True)
+            say(f"worker profiled into {self._profile_out()}.*")
+        return super().start(timeout)
 
 
 @contextlib.asynccontextmanager

@@ -33,6 +33,7 @@ from streams.worker.emit import Emitter, ReplyTopics
 from streams.worker.events import raw_topic
 from streams.worker.metrics import Metrics, PrometheusGatewayObserver
 from streams.worker.runtime import JsonTable, Runtime
+from streams.worker.token_table import RowsTable
 from streams.worker.web import register_views
 
 
@@ -80,8 +81,16 @@ def _table(app: faust.App, name: str, partitions: int, help_: str) -> JsonTable:
     schema: faust.Schema[str, Any] = faust.Schema(
         key_type=str, key_serializer="json", value_serializer="json"
     )
-    table = app.Table(name, default=None, partitions=partitions, schema=schema, help=help_)
-    return cast(JsonTable, table)
+    table = RowsTable(
+        app,
+        name=name,
+        default=None,
+        beacon=app.tables.beacon,
+        partitions=partitions,
+        schema=schema,
+        help=help_,
+    )
+    return cast(JsonTable, app.tables.add(table))
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> Runtime:
@@ -115,12 +124,14 @@ def _register(runtime: Runtime) -> None:
 
     async def rebuild_indexes() -> None:
         # After every recovery (start, rebalance) the table holds the tokens of the partitions
-        # this worker owns; the derived indexes are rebuilt from exactly those.
+        # this worker owns; the derived indexes are rebuilt from exactly those: the proof index
+        # before the worker is ready (melts are judged with it), the others in the background
+        # (streams.worker.rebuilds).
         runtime.proof_index.rebuild(token_rows(runtime.tokens.items()))
-        for hook in runtime.on_recovered:
-            await hook()
+        runtime.rebuilds.restart(runtime.on_recovered)
 
     runtime.tokens.on_recover(rebuild_indexes)
+    runtime.closables.append(runtime.rebuilds)
     token_status.register(runtime)
     melt_requests.register(runtime)
     findings.register(runtime)

@@ -23,6 +23,7 @@ from streams.recon.policy import Policy
 from streams.recon.sweep_index import SweepIndex
 from streams.worker.emit import Emitter
 from streams.worker.metrics import Metrics
+from streams.worker.rebuilds import Rebuilds
 
 JsonTable: TypeAlias = faust.Table[str, dict[str, Any]]
 RecoveryHook = Callable[[], Awaitable[None]]
@@ -63,6 +64,7 @@ class Runtime:
     proof_index: ProofIndex = field(default_factory=ProofIndex)  # npub|Y -> token_id
     sweep_index: SweepIndex = field(default_factory=SweepIndex)  # what the sweep checks next
     on_recovered: list[RecoveryHook] = field(default_factory=list)  # after the index rebuild
+    rebuilds: Rebuilds = field(default_factory=Rebuilds)  # runs on_recovered in the background
     closables: list[Closable] = field(default_factory=list)  # closed at shutdown, in order
     live: LiveTruth | None = None  # the NUT-17 watch, when enabled
 

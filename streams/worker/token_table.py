@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
+import faust
 import rocksdict
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kafka_errors
@@ -46,6 +47,16 @@ _REFUSED = (
     kafka_errors.InvalidTopicError,
     kafka_errors.TopicAuthorizationFailedError,
 )
+
+
+class RowsTable(faust.Table[str, dict[str, Any]]):
+    """A Faust table of JSON rows whose `items()` decodes with json directly: Faust's serializer
+    registry costs ~10 µs a row, which every rebuild after a recovery pays for every row."""
+
+    def items(self) -> Iterator[tuple[Any, Any]]:  # type: ignore[override]
+        """(key, row) of the partitions this worker holds (actives only, as Faust's own)."""
+        for key, value in cast(Any, self.data)._iteritems():
+            yield json.loads(key), json.loads(value)
 
 
 def encode_key(key: str) -> bytes:

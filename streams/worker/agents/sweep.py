@@ -116,8 +116,8 @@ def register(runtime: Runtime) -> None:
 
     @runtime.app.timer(conf.interval_s, on_leader=False)  # type: ignore[untyped-decorator]
     async def sweep_timer() -> None:
-        if not tables_recovered(runtime.app):
-            return
+        if not tables_recovered(runtime.app) or not runtime.rebuilds.done.is_set():
+            return  # the index is still being rebuilt after a recovery
         try:
             checked = await sweeper.round()
         except Exception:

@@ -109,7 +109,12 @@ class TokenFeed:
 
     async def _until_ready(self) -> None:
         # Faust has no event for "recovered and not rebalancing": polled, as the sweep does.
-        while self._assigned is None or not tables_recovered(self._rt.app):  # noqa: ASYNC110
+        # The ledger keeps the indexes rebuilt in the background up to date: not while they are.
+        while (  # noqa: ASYNC110
+            self._assigned is None
+            or not tables_recovered(self._rt.app)
+            or not self._rt.rebuilds.done.is_set()
+        ):
             await asyncio.sleep(_IDLE_S)
 
     async def _apply(self, fetched: dict[TopicPartition, list[Consumed]]) -> bool:
