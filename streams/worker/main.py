@@ -12,6 +12,8 @@ from streams.core.kafka import ensure_topics
 from streams.core.logs import log, logging_config
 from streams.core.settings import Settings
 from streams.worker.app import create_app
+from streams.worker.fencing import StallFence
+from streams.worker.fetch_wait import shorten_fetch_wait
 
 logger = logging.getLogger("proofrecon.worker")
 
@@ -36,7 +38,9 @@ def run_worker(settings: Settings) -> int:
     warn_about_canaries(settings)
     asyncio.run(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    shorten_fetch_wait()
     runtime = create_app(settings)
+    StallFence.for_settings(settings.kafka).install(runtime.app)
     worker = faust.Worker(
         runtime.app,
         loglevel=settings.log_level,

@@ -1,0 +1,1 @@
+"""The fault campaign: several workers on a replicated cluster, faults one after another."""
