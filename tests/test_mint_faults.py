@@ -42,11 +42,12 @@ async def make_gateway(
     made: list[MintGateway] = []
 
     def build(*, url: str | None = None, clock: Any = None, **fields: Any) -> MintGateway:
-        # Generous pacing unless a test is about pacing; fast retries.
+        # Generous pacing and no held batches unless a test is about them; fast retries.
         base: dict[str, Any] = {
             "requests_per_minute": 6000,
             "burst": 50,
             "gather_window_ms": 1,
+            "limiter_max_gather_ms": 0,
             "max_retries": 2,
             "retry_backoff_s": 0.01,
             "request_timeout_s": 5,

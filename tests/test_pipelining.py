@@ -70,7 +70,7 @@ async def test_batches_run_concurrently_and_a_failure_acks_nothing_after_it() ->
     async def handler(batch: list[_Event]) -> None:
         if batch[0].message.offset == 0:
             await release_first.wait()  # the first batch is slow
-        if batch[0].message.offset == 4:
+        if 4 in [e.message.offset for e in batch]:
             raise RuntimeError("kafka down")
 
     async def on_error(exc: BaseException) -> None:
@@ -87,11 +87,34 @@ async def test_batches_run_concurrently_and_a_failure_acks_nothing_after_it() ->
     for event in _events(1, 6):
         await batches.add(event)
     await asyncio.sleep(0.05)
-    assert acked == []  # batch [2, 3] is answered but waits behind the slow [0, 1]
+    # [0] went at once (nothing was in flight); [1, 2] is answered but waits behind the slow [0]
+    assert acked == []
     release_first.set()
     await batches.drain()
-    assert acked == [0, 1, 2, 3]  # [4, 5] failed: never acknowledged, handled again on restart
+    assert acked == [0, 1, 2]  # [3, 4] failed: nothing from 3 on is acknowledged
     assert [str(e) for e in errors] == ["kafka down"]
+
+
+async def test_an_event_with_nothing_in_flight_runs_at_once() -> None:
+    ran = asyncio.Event()
+
+    async def handler(batch: list[_Event]) -> None:
+        ran.set()
+
+    async def noop(_: object) -> None:
+        return None
+
+    batches = MicroBatches(
+        handler=handler,
+        on_error=noop,
+        acks=OrderedAcks(noop),
+        max_size=100,
+        within_s=60,  # a window nobody waits for when nothing is in flight
+        max_in_flight=10,
+    )
+    await batches.add(_events(1, 1)[0])
+    await asyncio.wait_for(ran.wait(), 5)
+    await batches.drain()
 
 
 async def test_in_flight_limit_holds_the_stream_back() -> None:

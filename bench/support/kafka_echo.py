@@ -20,6 +20,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.core.contracts import proofs_digest
+
 
 def answer(raw: bytes) -> tuple[bytes, bytes]:
     request = json.loads(raw)
@@ -37,6 +39,8 @@ def answer(raw: bytes) -> tuple[bytes, bytes]:
         "checked_proofs": len(request["proofs"]),
         "duration_ms": 0.0,
         "answered_at": datetime.now(UTC).isoformat(),
+        # The client accepts only an answer about what it asked (review finding 14).
+        "proofs_digest": proofs_digest(p["Y"] for p in request["proofs"]),
     }
     return request["request_id"].encode(), json.dumps(result).encode()
 

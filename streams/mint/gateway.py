@@ -3,15 +3,18 @@
 One gateway per mint URL. Callers ask `check(ys)` concurrently; the gateway
 
 - answers Ys known SPENT from its cache (SPENT is final) without asking the mint;
-- gathers the rest for `gather_window_ms` and merges every caller's Ys into shared requests,
+- merges every concurrent caller's Ys into shared requests (gathered for `gather_window_ms`
+  while other requests are out or the budget runs low; an idle gateway sends at once),
   deduplicated and cut into chunks of at most the mint's limit (min of configured, advertised,
   and learned by halving on a too-long answer). Batching is the whole game: 1 Y costs a mint
   about as much as 100, and a real mint allows a client 60 requests until it pauses a minute;
 - sends a chunk only with a pacing token (see pacing.py: a model of the mint's rate limiter,
   a token bucket below it) and the circuit breaker's leave; chunks go out concurrently;
-- once half of the limiter's budget is used (`limiter_widen_after`), holds a batch for more
-  callers: it goes when a request is full, when its first caller waited `limiter_max_gather_ms`,
-  or in time for its earliest caller's deadline. Fewer, fuller requests make the budget last;
+- when the limiter's budget is what limits (an elastic limiter and callers coming faster than
+  `limiter_max_gather_ms`, from a session's first request; other limiters once
+  `limiter_widen_after` of the budget is used), holds a batch for more callers: it goes when a
+  request is full, when its first caller waited `limiter_max_gather_ms`, or in time for its
+  earliest caller's deadline. Fewer, fuller requests make the budget last (pacing.py);
 - when the budget is spent, sends nothing until the mint's limiter has forgotten us (a quiet
   window) and fails callers who cannot wait that long at once;
 - retries connection errors, timeouts and 5xx with jittered backoff, never past the latest
@@ -145,6 +148,10 @@ class MintGateway(Exchanges):
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._slot_freed = asyncio.Event()
+        # How often preflight callers arrive (a moving average of the gaps between them): under
+        # an elastic limiter a batch is held only when more callers are likely to join it.
+        self._caller_gap_s = math.inf
+        self._last_caller_at = -math.inf
         self._health = HealthTracker(self.mint_url, self._assess_health, self._observer)
         self._closed = False
 
@@ -265,6 +272,8 @@ class MintGateway(Exchanges):
             added_at=self._clock(),
         )
         self._queue.add(ask, ys)
+        if source not in BACKGROUND:
+            self._note_caller(ask.added_at)
         self._ensure_dispatcher()
         self._wakeup.set()
         try:
@@ -308,8 +317,12 @@ class MintGateway(Exchanges):
         while not self._closed:
             await self._wakeup.wait()
             self._wakeup.clear()
-            # Let concurrent callers join before the first request goes out.
-            await asyncio.sleep(gather_s)
+            # Let concurrent callers join before a request goes out. A batch of melts asks
+            # within one turn of the event loop, so an idle gateway waits that long and no more
+            # (a fixed window would add its length to every melt); while requests are out or
+            # the budget runs low, callers are gathered for the window.
+            busy = self._in_flight > 0 or self._pacer.widening()
+            await asyncio.sleep(gather_s if busy else 0)
             if self._queue and self._queue.source() not in BACKGROUND:
                 self._maybe_fetch_info()
             await self._drain_queue()
@@ -356,13 +369,24 @@ class MintGateway(Exchanges):
             task = self._spawn(self._exchange(chunk, ys, have_token=True, probe=is_probe))
             task.add_done_callback(self._free_slot)
 
+    def _note_caller(self, at: float) -> None:
+        gap = at - self._last_caller_at
+        self._last_caller_at = at
+        known = not math.isinf(self._caller_gap_s)
+        self._caller_gap_s = 0.8 * self._caller_gap_s + 0.2 * gap if known else gap
+
     def _hold_s(self) -> float:
         """How much longer the queued batch should wait for more callers (0: send it now).
 
-        Only once the limiter's budget runs low (see pacing.py): then a request should carry as
-        many callers as their deadlines allow.
+        When the session's budget is what limits us (see pacing.py): under an elastic limiter
+        from the session's first request, as long as callers come more often than a batch may
+        wait (sparse ones would only be made slow); under other limiters once the budget runs
+        low. A held request carries as many callers as their deadlines allow.
         """
-        if not self._pacer.widening() or len(self._queue) >= self._capacity():
+        widening = self._pacer.widening()
+        if len(self._queue) >= self._capacity():
+            return 0.0
+        if not (widening or self._pacer.plans_sessions()):
             return 0.0
         if self._pacer.quiet_remaining() > 0:
             return 0.0  # the batch gathers anyway while the quiet passes
@@ -371,6 +395,8 @@ class MintGateway(Exchanges):
             return 0.0
         reserve = _HOLD_RESERVE_S + 2 * self._latency_s
         until = min(first + self.settings.limiter_max_gather_ms / 1000, earliest - reserve)
+        if not widening and self._caller_gap_s >= until - first:
+            return 0.0  # callers too sparse for anyone to join a held batch
         return max(0.0, until - self._clock())
 
     async def _more_callers(self, timeout: float) -> None:

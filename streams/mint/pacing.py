@@ -30,15 +30,17 @@ Throughput under an elastic limiter. The long-run ceiling is `budget` requests p
 a window of quiet, and preflights arriving in the quiet cannot be served (their deadlines are
 seconds, the quiet a minute). What can be had is a longer session, and that means fewer, fuller
 requests: one checkstate carries up to 1000 Ys (about 330 three-proof melts) and costs the mint
-~125 ms instead of ~4 ms, nothing next to a minute of lockout. Spending the budget fast would
-only start the quiet sooner; widening every batch from the start would make every preflight
-slow even when traffic is light and the session would end by itself (a quiet minute) long
-before its budget. So batches gather for `gather_window_ms` while the budget is plentiful, and
-once `limiter_widen_after` of it is used they wait for more callers: a batch then goes when a
-full request is ready, when its first caller has waited `limiter_max_gather_ms`, or just in time
-for its most urgent caller's deadline. Under steady load each remaining request then carries
-everything that arrived since the previous one. (The gateway does the holding; `widening()` says
-when.)
+~125 ms instead of ~4 ms, nothing next to a minute of lockout. A session covers at most `budget`
+times the time one request may gather callers for (their deadline, less a reserve for the
+answer): 54 x ~1.75 s at the defaults, about 95 s of steady melts, then the minute of quiet. So
+under an elastic limiter (`plans_sessions()`) the gateway spreads the session from its first
+request: as soon as preflight callers come more often than a batch may wait
+(`limiter_max_gather_ms`), each batch waits for more callers and goes when a full request is
+ready, when its first caller has waited `limiter_max_gather_ms`, or just in time for its most
+urgent caller's deadline. Sparse callers (a melt now and then, nothing to merge) are sent at once:
+holding them would only make them slow. Under the other limiters, whose windows forget old
+requests, batches gather for `gather_window_ms` until `limiter_widen_after` of the window's budget
+is used, and wait for more callers after that (`widening()`).
 
 The token bucket (`requests_per_minute`, `burst`) stays as the smoothing layer below the window
 budget, and after a 429 there is complete silence for `silence_s`, restarted by every further
@@ -63,7 +65,7 @@ from contextlib import contextmanager
 
 from streams.core.domain import Source
 from streams.core.settings import MintSettings
-from streams.mint.limiter import Clock, LimiterSpec, TokenBucket, request_window
+from streams.mint.limiter import Clock, ElasticWindow, LimiterSpec, TokenBucket, request_window
 
 # --- the pacer -------------------------------------------------------------------------------
 
@@ -224,6 +226,11 @@ class Pacer:
             return False
         used = budget - self.window.available()
         return used >= self.widen_after * budget - 1e-9
+
+    def plans_sessions(self) -> bool:
+        """Does the limiter count a session's requests until it has been left alone a whole
+        window (elastic)? Then requests are spread over the session from its start."""
+        return isinstance(self.window, ElasticWindow)
 
     def quiet_remaining(self) -> float:
         """Seconds of forced quiet left: the window's budget is spent (0 if it is not)."""

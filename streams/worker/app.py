@@ -34,6 +34,7 @@ from streams.worker.events import raw_topic
 from streams.worker.metrics import Metrics, PrometheusGatewayObserver
 from streams.worker.runtime import JsonTable, Runtime
 from streams.worker.token_table import RowsTable
+from streams.worker.transport import use_low_latency_transport
 from streams.worker.web import register_views
 
 
@@ -96,6 +97,7 @@ def _table(app: faust.App, name: str, partitions: int, help_: str) -> JsonTable:
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> Runtime:
     """Build the app and register every agent, timer and view. Nothing connects until it runs."""
     app = _faust_app(settings)
+    use_low_latency_transport(app)
     metrics = Metrics(registry or CollectorRegistry())
     n = settings.topics.partitions
     topics = {

@@ -95,7 +95,8 @@ def event_size(event: Any) -> int:
 
 @dataclass(eq=False)
 class MicroBatches:
-    """Gather events for up to `within_s` (or `max_size` events), then run the batch as a task.
+    """Gather events for up to `within_s` (or `max_size` events), then run the batch as a task;
+    an event that arrives while no batch is in flight runs at once.
 
     At most `max_in_flight` events, and `max_in_flight_bytes` of them, are being handled at
     once; `add` waits for room, which holds the stream back (backpressure) instead of piling up
@@ -120,7 +121,9 @@ class MicroBatches:
         await self._room.take(event_size(event))
         self.acks.track(event)
         self._batch.append(event)
-        if len(self._batch) >= self.max_size:
+        # Nothing in flight: nothing for the event to wait behind, it goes now (a window would
+        # only add its length to its answer). Otherwise events gather for `within_s`.
+        if len(self._batch) >= self.max_size or not self._tasks:
             self.flush()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.within_s, self.flush)

@@ -117,11 +117,12 @@ class MintSettings(Themed):
         "more callers (up to limiter_max_gather_ms), so the rest of the budget lasts longer.",
     )
     limiter_max_gather_ms: float = Field(
-        1500.0,
+        5000.0,
         ge=0,
-        description="Widest gathering window when the budget runs low: a batch then goes when "
-        "full, when its first caller has waited this long, or in time for its earliest "
-        "caller's deadline, whichever comes first (ms).",
+        description="Widest gathering window when the limiter's budget is what limits (see "
+        "limiter_model): a batch then goes when full, when its first caller has waited this "
+        "long, or in time for its earliest caller's deadline, whichever comes first (ms). The "
+        "deadlines bound it at the defaults (2 s).",
     )
     request_headers: Annotated[dict[str, dict[str, str]], NoDecode] = Field(
         default_factory=dict,
