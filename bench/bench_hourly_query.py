@@ -4,15 +4,16 @@ direct GROUP BY over the raw tables.
     .venv/bin/python -m bench hourly_query [--quick]
     .venv/bin/python -m bench.bench_hourly_query [--rows 10000000]
 
-Target (README, "Figures"): the hourly severity-rate query over 10M rows in <= 20 ms.
+Targets (README, "Figures"): the hourly severity-rate query over 10M rows in <= 10 ms for the
+last 24 hours and <= 20 ms for 30 days.
 
 1. A fresh embedded chDB gets the real schema (migrations), then `--rows` discrepancy rows over
    30 days and 8 mints, and proof-check rows (a tenth as many), generated inside ClickHouse
    (INSERT ... SELECT FROM numbers()) so the materialized views fill exactly as the sink fills
    them. No OPTIMIZE: the queries read the parts as the inserts left them.
 2. The measured query is the analysts' one (`sinks.analytics.queries.hourly_query`: the
-   `severity_rates_hourly` view, since migration 002 one GROUP BY over the pre-aggregated
-   `severity_hourly`), for the last 24 hours and for all 30 days. The baseline computes the same
+   `severity_rates_hourly` view, since migration 003 the pre-aggregated `severity_hourly` read
+   with FINAL), for the last 24 hours and for all 30 days. The baseline computes the same
    rows with a GROUP BY over the raw `discrepancies` and `proof_checks` tables. Both results are
    checked equal first.
 3. After a warm-up, the two queries run interleaved (5 MV runs per direct run, 100 MV runs in
@@ -48,7 +49,8 @@ from sinks.analytics.queries import hourly_query
 from sinks.clickhouse import ClickHouseStore
 from sinks.migrate import migrate
 
-TARGET_MS = 20.0
+TARGET_24H_MS = 10.0
+TARGET_MS = 20.0  # 30 days
 DAYS = 30
 MINTS = 8
 
@@ -254,8 +256,8 @@ def run_sync(quick: bool, rows: int | None) -> BenchResult:
         unit="ms",
         baseline=main["direct_p50_ms"],
         ratio=ratio(main["mv_p50_ms"], main["direct_p50_ms"]),
-        target=f"<= {TARGET_MS:g} ms",
-        passed=at_most(main["mv_p50_ms"], TARGET_MS),
+        target=f"<= {TARGET_24H_MS:g} ms",
+        passed=at_most(main["mv_p50_ms"], TARGET_24H_MS),
         details={**main, **rows_of, "baseline": "direct GROUP BY over the raw tables"},
         more=more,
     )

@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from itertools import repeat
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -211,10 +211,11 @@ class ClickHouseStore:
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         def run(c: Any) -> list[dict[str, Any]]:
-            result = c.query(sql, parameters=dict(parameters or {}))
-            # map() builds the dicts without a Python step per row: about twice as fast on the
-            # 17k rows of a 30-day hourly table, where it costs more than the query itself.
-            return list(map(dict, map(zip, repeat(result.column_names), result.result_rows)))
+            result = c.query(sql, parameters=dict(parameters or {}), column_oriented=True)
+            names = tuple(result.column_names)
+            if not names:
+                return []
+            return list(map(row_maker(names), *result.result_columns))
 
         return self._call(run)
 
@@ -341,6 +342,17 @@ class ClickHouseStore:
         if name not in self._types:
             self._types[name] = get_from_name(name)
         return self._types[name]
+
+
+@lru_cache(maxsize=256)
+def row_maker(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    """`f(v0, v1, ...) -> {names[0]: v0, ...}`, compiled once per column list: a dict display is
+    three times as fast as dict(zip(names, row)), which on the 17k rows of a 30-day hourly answer
+    cost more than the query itself. The keys are repr()'d string literals."""
+    args = ", ".join(f"v{i}" for i in range(len(names)))
+    body = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(names))
+    maker: Callable[..., dict[str, Any]] = eval(f"lambda {args}: {{{body}}}")  # noqa: S307
+    return maker
 
 
 class _DataError(SinkError):

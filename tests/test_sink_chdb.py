@@ -211,7 +211,10 @@ def test_migration_002_backfills_the_severity_rates_once(
     before = store.query(view)
     assert before and any(r["discrepancies"] for r in before)
 
-    assert migrate(store, settings) == ["applied 002_severity_hourly"]
+    assert migrate(store, settings) == [
+        "applied 002_severity_hourly",
+        "applied 003_severity_rates_final",
+    ]
     assert store.query(view) == before
     store.command(
         "ALTER TABLE proofrecon.schema_migrations DELETE WHERE version = 2 "

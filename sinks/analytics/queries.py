@@ -139,13 +139,19 @@ def _filters(clauses: list[str], params: dict[str, Any], **values: str | None) -
     return " AND ".join(clauses)
 
 
+# The view reads with FINAL (migration 003), which is slower read in key order than read and
+# then sorted: ~14 ms against ~6 ms over 30 days of 10M discrepancies here.
+_HOURLY_SETTINGS = "optimize_read_in_order = 0"
+
+
 def hourly_query(db: str, since: datetime, mint: str | None, severity: str | None) -> Query:
     params: dict[str, Any] = {"since": since}
     where = _filters(["hour >= {since:DateTime}"], params, mint_url=mint, severity=severity)
     return Query(
         "SELECT hour, mint_url, severity, discrepancies, proofs_checked, rate_per_1k "  # noqa: S608
         f"FROM {db}.severity_rates_hourly WHERE {where} "
-        "ORDER BY hour, mint_url, severity",
+        "ORDER BY hour, mint_url, severity "
+        f"SETTINGS {_HOURLY_SETTINGS}",
         params,
     )
 
