@@ -45,7 +45,10 @@ def fragile_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setti
             tmp_path_factory.mktemp("fragile") / "data",
             kafka={"send_timeout_s": 1.0},
             clickhouse={"sink_enabled": False},
+            # Only the melt may find the spend: a sweep or the live watch finding it first would
+            # send the correction before the topic is gone.
             sweep={"enabled": False},
+            watch={"enabled": False},
             alerts={"high_gather_s": 0.5},
         )
 

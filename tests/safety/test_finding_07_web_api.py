@@ -40,7 +40,10 @@ def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
             uuid.uuid4().hex[:10],
             tmp_path_factory.mktemp("web") / "data",
             web={"auth_token": TOKEN},
+            # Only /v1/validate may record findings here (the live watch would see the held
+            # proof's spend too, and record it as a finding of its own).
             sweep={"enabled": False},
+            watch={"enabled": False},
         )
 
 

@@ -2,8 +2,9 @@
 gateway), or the live watch's fresh state (NUT-17), by `PROOFRECON_PREFLIGHT_LIVE_STATE`:
 
 - `fallback` (default): ask the mint; only when it cannot be asked in time (the request budget is
-  spent, it is silent after a 429, its circuit is open, the deadline passes) and every proof's
-  live state is fresh, answer from that instead of blocking;
+  spent, it is silent after a 429, its circuit is open, it cannot answer before the deadline),
+  the deadline has not passed yet and every proof's live state is fresh, answer from that
+  instead of blocking;
 - `prefer`: answer from fresh live states, and ask the mint only for the proofs without one;
 - `never`: the mint only.
 
@@ -13,6 +14,7 @@ Fresh means known truth: watched on a connection that is alive, and confirmed wi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from streams.core.domain import BlockCode, MintState, Source, Truth
@@ -33,6 +35,7 @@ class MintTruth:
     ) -> tuple[States, Truth] | BlockCode:
         """Every Y's state and where it came from, or why it cannot be had (fail closed)."""
         policy = self._rt.settings.preflight.live_state
+        expires = time.monotonic() + deadline_s
         live = self._fresh(mint_url, ys) if policy != "never" else {}
         if policy == "prefer" and live:
             missing = [y for y in ys if y not in live]
@@ -43,7 +46,10 @@ class MintTruth:
         asked = await self._ask(mint_url, ys, deadline_s)
         if not isinstance(asked, BlockCode):
             return asked, Truth.CHECKSTATE
-        if asked in _STAND_IN_FOR and len(live) == len(set(ys)):
+        # The live state stands in only while the melt is still awaited: an answer after its
+        # deadline is DEADLINE_EXCEEDED whatever it would have said (the client has given up).
+        in_time = time.monotonic() < expires
+        if asked in _STAND_IN_FOR and in_time and len(live) == len(set(ys)):
             return live, Truth.LIVE
         return asked
 
