@@ -1,26 +1,23 @@
-"""Helpers for the NUT-17 watch tests: an observer that counts, and a recorder of on_state."""
+"""Helpers for the NUT-17 watch tests: an observer that counts, and a recorder of on_state.
+
+(`Spender`, which spends proofs behind a wallet's back on command, lives in devkit.spending.)
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any
 
-from devkit.wallet import CashuWallet, WalletProof, mint_python
+from devkit.spending import Spend, Spender
+from devkit.wallet import CashuWallet, WalletProof
 from streams.core.cashu import y_from_secret
 from streams.core.domain import MintState
 from streams.mint.live import Via
-
-SPENDER = Path(__file__).with_name("spender.py")
 
 
 class CountingObserver:
@@ -116,57 +113,13 @@ class WatchWallet(CashuWallet):
         self._with_input("melt-pending", proofs)
 
 
-@dataclass(frozen=True)
-class Spend:
-    i: int
-    started: float  # wall clock, right before the swap request
-    finished: float  # wall clock, right after its answer
-
-
-class Spender:
-    """Drives tests/support/spender.py: proofs minted there, spent on command (Ys only here)."""
-
-    def __init__(self, mint_url: str, db_dir: Path, count: int) -> None:
-        cmd = [str(mint_python()), str(SPENDER), "--mint", mint_url, "--db", str(db_dir)]
-        self._process = subprocess.Popen(
-            [*cmd, "--count", str(count)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self.ys: list[str] = self._read()["ys"]
-
-    def _read(self) -> Any:
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line:
-            raise RuntimeError("the spender exited early")
-        return json.loads(line)
-
-    def spend(self, i: int) -> Spend:
-        assert self._process.stdin is not None
-        self._process.stdin.write(f"{i}\n")
-        self._process.stdin.flush()
-        done = self._read()
-        return Spend(done["i"], done["started"], done["finished"])
-
-    def close(self) -> None:
-        if self._process.poll() is None:
-            assert self._process.stdin is not None
-            self._process.stdin.close()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-
-    def __enter__(self) -> Spender:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+__all__ = [
+    "CountingObserver",
+    "Learned",
+    "Recorder",
+    "Spend",
+    "Spender",
+    "StatesSnapshot",
+    "WatchWallet",
+    "random_ys",
+]

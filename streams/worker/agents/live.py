@@ -37,8 +37,9 @@ from streams.worker.runtime import Runtime, tables_recovered
 
 logger = logging.getLogger("proofrecon.watch")
 
-_GATHER_S = 0.2  # states pushed within this long go out as one finding per npub
+_GATHER_S = 0.05  # states pushed within this long go out as one finding per npub
 _SNAPSHOT_DEADLINE_S = 30.0
+_ADOPT_RETRY_S, _ADOPT_RETRY_MAX_S = 15.0, 300.0  # asking a mint that was down for its /v1/info
 _SLICE = 5_000  # token rows read between two yields to the event loop on a rebuild
 
 
@@ -70,6 +71,7 @@ class LiveWatches:
 
     async def start(self) -> None:
         observer = PrometheusWatchObserver(self._rt.metrics)
+        unreachable = []
         for url in self._rt.settings.mint.allowlist:
             manager = WatchManager(
                 url,
@@ -80,12 +82,33 @@ class LiveWatches:
             )
             if await manager.start():
                 self._managers[manager.mint_url] = manager
+            elif manager.supported is None:
+                unreachable.append(manager)  # /v1/info unreadable: ask again later
             else:
-                await manager.close()
+                await manager.close()  # no NUT-17 proof_state: the sweep alone watches it
         self._tasks.append(asyncio.create_task(self._forward_forever()))
+        self._tasks += [asyncio.create_task(self._adopt_later(m)) for m in unreachable]
         logger.info("live watch started", extra={"fields": {"mints": sorted(self._managers)}})
         if self._managers and tables_recovered(self._rt.app):
             await self.rebuild()  # recovered before the mints answered: catch up
+
+    async def _adopt_later(self, manager: WatchManager) -> None:
+        """A mint that was down at start is watched once its /v1/info can be read."""
+        delay = _ADOPT_RETRY_S
+        try:
+            while manager.supported is None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _ADOPT_RETRY_MAX_S)
+                if await manager.start():
+                    self._managers[manager.mint_url] = manager
+                    logger.info(
+                        "live watch started", extra={"fields": {"mints": [manager.mint_url]}}
+                    )
+                    if tables_recovered(self._rt.app):
+                        await self.rebuild()
+        finally:
+            if manager.mint_url not in self._managers:
+                await manager.close()
 
     async def close(self) -> None:
         for task in self._tasks:

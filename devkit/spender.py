@@ -1,12 +1,12 @@
 """Spend proofs behind a wallet's back, on command, and say exactly when. Mint venv only.
 
-    .stack/mint/venv/bin/python tests/support/spender.py --mint URL --db DIR --count 20
+    <mint venv>/bin/python devkit/spender.py --mint URL --db DIR --count 20
 
 Mints `--count` proofs with Nutshell's wallet ("a") and prints one JSON line `{"ys": [...]}`
 (Ys only: the secrets never leave this process). Then, for every line `N` read on stdin, a second
 wallet ("b") redeems a copy of proof N (SPENT at the mint, still unspent in wallet "a") and
 prints `{"i": N, "started": t0, "finished": t1}` with wall-clock times taken right around the
-swap request. An empty line or EOF ends it. Drive it with `Spender` from the project's venv.
+swap request. An empty line or EOF ends it. Drive it with `devkit.spending.Spender`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+DEVKIT = Path(__file__).resolve().parent
 
 
 def _emit(out: Any, obj: dict[str, Any]) -> None:
@@ -28,9 +28,9 @@ def _emit(out: Any, obj: dict[str, Any]) -> None:
 
 
 async def _serve(args: argparse.Namespace, out: Any) -> None:
-    sys.path.insert(0, str(REPO / "devkit"))
+    sys.path.insert(0, str(DEVKIT))
     import cashu_wallet as tool  # type: ignore[import-not-found]  # devkit/, mint venv only
-    from cashu.core.base import Proof  # type: ignore[import-not-found]
+    from cashu.core.base import Proof
 
     tool._prepare_environment(args.db)
     tool._quiet_logging()
