@@ -6,6 +6,12 @@ and that fetch then waits on the broker for up to `fetch_max_wait_ms` for the ot
 a melt request arriving meanwhile on the partition left out waits for that fetch to come back.
 At 50 melts/s that cost ~10 ms at the median and far more at the tail (up to the 1.5 s at lower
 rates). A short wait bounds it; the price is an idle worker's empty fetches (one per wait).
+
+It also speeds up every start and rebalance: a broker answers one connection's requests in
+order, so each offset lookup of table recovery (highwaters, earliest offsets, seeks for actives,
+then standbys) waited behind a fetch with nothing to return, up to 1.5 s each (measured with 3
+workers on the 3-node cluster: a worker restarted after kill -9 ready 10.8 s after its start,
+6.1 s of it in those waits).
 """
 
 from __future__ import annotations

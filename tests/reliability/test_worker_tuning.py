@@ -1,5 +1,6 @@
-"""The two worker changes the campaign called for, on their own: the stall fence (a zombie exits
-before it answers for partitions it lost) and Faust's shorter fetch long-poll (fast recovery)."""
+"""The worker changes the campaign called for, on their own: the stall fence (a zombie exits
+before it answers for partitions it lost) and the fixed waits taken out of a start (Faust's fetch
+long-poll and its table manager's first second)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 
 import aiokafka
 import pytest
+from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.core.settings import KafkaSettings
-from streams.worker import fetch_wait
+from streams.worker import restart_speed, transport
 from streams.worker.fencing import EXIT_CODE, StallFence
+from streams.worker.transport import FETCH_MAX_WAIT_MS
 
 
 class Clock:
@@ -61,14 +64,12 @@ def test_a_pause_past_the_limit_exits_at_once(capfd: pytest.CaptureFixture[str])
 
 
 def test_the_fetch_wait_reaches_the_consumer_faust_creates(monkeypatch: pytest.MonkeyPatch) -> None:
-    thread: Any = faust_aiokafka.AIOKafkaConsumerThread
     made = SimpleNamespace(_fetch_max_wait_ms=1500)
-    monkeypatch.setattr(thread, "_create_worker_consumer", lambda self, transport: made)
-    monkeypatch.delattr(thread, fetch_wait._MARK, raising=False)
-    fetch_wait.shorten_fetch_wait(123)
-    assert thread._create_worker_consumer(None, None)._fetch_max_wait_ms == 123
-    fetch_wait.shorten_fetch_wait(77)  # again: one wrapper, the newer value
-    assert thread._create_worker_consumer(None, None)._fetch_max_wait_ms == 77
+    parent: Any = faust_aiokafka.AIOKafkaConsumerThread
+    monkeypatch.setattr(parent, "_create_worker_consumer", lambda self, transport: made)
+    thread = object.__new__(transport._ConsumerThread)  # no consumer started: only the factory
+    assert thread._create_worker_consumer(None)._fetch_max_wait_ms == FETCH_MAX_WAIT_MS
+    assert FETCH_MAX_WAIT_MS < 1500
 
 
 def test_the_pinned_libraries_still_work_the_way_the_wrapper_relies_on() -> None:
@@ -80,3 +81,12 @@ def test_the_pinned_libraries_still_work_the_way_the_wrapper_relies_on() -> None
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
         aiokafka.AIOKafkaConsumer.start
     )
+
+
+def test_the_table_manager_start_is_the_one_replaced_without_its_pause() -> None:
+    # The replacement is Faust's on_start less its sleep: fail loudly when Faust's changes.
+    original = inspect.getsource(TableManager.on_start)
+    assert "await self.sleep(1.0)" in original
+    assert "await self._update_channels()" in original
+    assert "await self.recovery.start()" in original
+    assert "sleep" not in inspect.getsource(restart_speed._start_without_pause).split('"""')[2]
