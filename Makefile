@@ -26,7 +26,7 @@ APT_PACKAGES := kcat:kcat docker-compose:docker-compose chromium:chromium protoc
                 shellcheck:shellcheck cc:build-essential curl:curl
 
 .PHONY: help venv sysdeps rust stack-up stack-down stack-status stack-clean topics test test-fast lint \
-        test-hostile test-node \
+        test-hostile test-node test-reliability \
         fmt demo bench schemas constraints clean
 
 help:
@@ -36,6 +36,7 @@ help:
 	@echo "make stack-up KAFKA_NODES=3 MINTS=nutshell,cdk"
 	@echo "                   also a 3-node Kafka cluster (127.0.0.1:19092-19094) and a CDK mint (:3339)"
 	@echo "make stack-down    stop everything;  make stack-status  show it"
+	@echo "make test-reliability  the full fault campaign on the 3-node cluster (<= 30 min)"
 	@echo "make lint          ruff + mypy;  make bench  the benchmarks"
 
 venv: $(BIN)/.installed
@@ -103,6 +104,13 @@ test-node: venv stack-up
 test-hostile: venv stack-up
 	PROOFRECON_HOSTILE_MESSAGES=$${PROOFRECON_HOSTILE_MESSAGES:-10000} \
 	  $(BIN)/pytest -p no:cacheprovider -s tests/test_hostile_campaign.py
+
+# The fault campaign at full size (tests/reliability, at most 30 minutes; `make test` runs a reduced
+# one): 3 workers on the 3-node cluster, kill -9, a zombie, a Kafka node lost, a rolling restart,
+# the sink and the mint down. Its table lands in tests/artifacts/reliability-full-*.json.
+test-reliability: KAFKA_NODES = 3
+test-reliability: venv stack-up
+	PROOFRECON_RELIABILITY_SCALE=full $(BIN)/pytest -p no:cacheprovider -s tests/reliability
 
 test-fast: venv
 	$(BIN)/pytest -m "not stack and not slow"

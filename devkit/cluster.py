@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from devkit.mints import free_port
-from devkit.processes import WorkerProcess
+from devkit.processes import REPO, WorkerProcess
 from streams.core.settings import Settings
 
 # stack/ (the stack engineer's scripts) is outside mypy's packages; loaded by name, it stays so.
@@ -82,6 +82,18 @@ class KafkaCluster:
     def start(self, node: int) -> None:
         """Start one node; returns once it is registered with the cluster again."""
         self.stack.run("kafka-node", "start", str(node), timeout=600)
+
+    def node_pids(self) -> dict[int, int]:
+        """Node -> the pid of its JVM, for those running (stack.sh keeps them in pid files)."""
+        state = self.stack.state_dir or Path(
+            os.environ.get("PROOFRECON_STACK_DIR") or REPO / ".stack"
+        )
+        pids = {}
+        for node in range(1, CLUSTER_SIZE + 1):
+            pid_file = Path(state) / "cluster" / f"node-{node}" / "kafka.pid"
+            if pid_file.is_file():
+                pids[node] = int(pid_file.read_text().strip())
+        return pids
 
     def close(self) -> None:
         """Remove a private cluster started here; leave the stack's own (or a kept one) alone."""
@@ -277,3 +289,25 @@ def process_cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def replication(bootstrap: str, topics: list[str]) -> dict[str, tuple[int, int]]:
+    """Topic -> (replicas of its partitions, at least; its effective min.insync.replicas, the
+    broker's default included)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+        replicas = {t["topic"]: min(len(p["replicas"]) for p in t["partitions"]) for t in described}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in topics]
+        min_isr: dict[str, int] = {}
+        for response in await admin.describe_configs(resources):
+            for resource in response.to_object()["resources"]:
+                for entry in resource["config_entries"]:
+                    if entry["config_names"] == "min.insync.replicas":
+                        min_isr[resource["resource_name"]] = int(entry["config_value"])
+        return {name: (replicas.get(name, 0), min_isr.get(name, 0)) for name in topics}
+    finally:
+        await admin.close()

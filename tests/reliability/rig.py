@@ -90,6 +90,7 @@ class Rig:
     plan: LoadPlan | None = None
     book: LoadBook = field(default_factory=LoadBook)
     timings: dict[str, float] = field(default_factory=dict)
+    replication: dict[str, tuple[int, int]] = field(default_factory=dict)  # topic -> (RF, min ISR)
 
     # --- setup -----------------------------------------------------------------------------------
 

@@ -25,13 +25,14 @@ from typing import Any
 
 import pytest
 
+from devkit.cluster import replication
 from devkit.processes import process_env
 from devkit.verifier import Evidence, FaultWindow, Report, evidence_to_json, verify
 from devkit.wallet import CashuWallet
 from streams.core.cashu import is_valid_y
 from tests.reliability import faults
 from tests.reliability.report import markdown, phase_row, write_artifact
-from tests.reliability.rig import Rig, mint_states
+from tests.reliability.rig import Rig, mint_states, run_topics
 from tests.reliability.scale import chosen
 
 SCALE = chosen()
@@ -140,6 +141,9 @@ async def campaign(rig: Rig, mint_url: str) -> tuple[Report, list[faults.Phase]]
         for task in [*background, reader]:
             with contextlib.suppress(Exception):
                 await task
+    assert rig.cluster is not None
+    topics = await run_topics(rig.settings, rig.cluster.bootstrap)
+    rig.replication = await replication(rig.cluster.bootstrap, topics)
     evidence = await _evidence(rig, mint_url, phases)
     assert rig.settings is not None
     (rig.root / "evidence.json").write_text(
@@ -168,7 +172,11 @@ async def test_nothing_lost_doubled_or_contradicted_under_faults(
         "worker_unplanned_exits": exits,
         "invariants": report.text().splitlines(),
         "load": rig.book.counts(),
+        "replication": rig.replication,
     }
     out = write_artifact(artifacts_dir, SCALE.name, data)
     print(f"\n{markdown(rows, duplicates)}\n\n{report.text()}\n(written to {out})")
+    # Every topic of the run, Faust's changelogs included: 3 replicas, 2 of them needed for a write.
+    unreplicated = {t: r for t, r in rig.replication.items() if r != (3, 2)}
+    assert len(rig.replication) >= 15 and not unreplicated, unreplicated
     assert report.holds, report.text()
