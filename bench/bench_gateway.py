@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from devkit.wallet import TOOL as WALLET_TOOL
 from streams.core.cashu import y_from_secret
 from streams.core.domain import MintState
 from streams.core.settings import MintSettings
@@ -81,7 +82,7 @@ def real_proofs(mint_url: str, count: int) -> tuple[dict[str, MintState], float]
         done = subprocess.run(
             [
                 str(mint_python()),
-                str(REPO / "tools" / "cashu_wallet.py"),
+                str(WALLET_TOOL),
                 "scenario",
                 "--mint",
                 mint_url,

@@ -198,7 +198,7 @@ class Phase:
 
     @property
     def truth(self) -> int:
-        return self.outcomes["truth"]
+        return self.outcomes["truth"] + self.outcomes["truth_live"]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -206,6 +206,7 @@ class Phase:
             "offered_rate": round(self.offered_rate, 2),
             "sender_max_lag_ms": self.max_lag_ms,
             "answered_with_truth": self.truth,
+            "answered_from_live_state": self.outcomes["truth_live"],
             "outcomes": dict(self.outcomes),
             "latency": summary_ms(self.latencies_s),
             "proxy": self.proxy,
@@ -322,7 +323,11 @@ async def _send_melts(
 
 
 def _pipeline_outcome(result: PreflightResult) -> str:
-    return "no_truth" if result.code in NO_TRUTH_CODES else "truth"
+    if result.code in NO_TRUTH_CODES:
+        return "no_truth"
+    # Answered from the live watch's fresh states (NUT-17) instead of a checkstate: still the
+    # mint's truth, counted apart so a run shows what the watch added.
+    return "truth_live" if result.truth is not None and result.truth.value == "live" else "truth"
 
 
 def elastic_ceiling(duration: float, deadline_s: float = DEADLINE_S) -> float:

@@ -41,7 +41,8 @@ from streams.core.kafka import client_kwargs, delete_topics
 from streams.core.settings import Settings, TopicSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
+# Where results land (git-ignored); PROOFRECON_BENCH_RESULTS elsewhere, e.g. for the smoke test.
+RESULTS = Path(os.environ.get("PROOFRECON_BENCH_RESULTS") or REPO / "bench" / "results")
 LOGS = RESULTS / "logs"
 KAFKA = os.environ.get("PROOFRECON_TEST_KAFKA", "127.0.0.1:9092")
 STACK_MINT = os.environ.get("PROOFRECON_TEST_MINT", "http://127.0.0.1:3338").rstrip("/")

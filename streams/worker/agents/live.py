@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -77,7 +78,7 @@ class LiveWatches:
                 url,
                 snapshot=self._snapshotter(url),
                 on_state=self._on_state,
-                config=self._config,
+                config=self._config_for(url),
                 observer=observer,
             )
             if await manager.start():
@@ -91,6 +92,12 @@ class LiveWatches:
         logger.info("live watch started", extra={"fields": {"mints": sorted(self._managers)}})
         if self._managers and tables_recovered(self._rt.app):
             await self.rebuild()  # recovered before the mints answered: catch up
+
+    def _config_for(self, url: str) -> WatchConfig:
+        """The shared limits, with this mint's own fixed headers (e.g. for a proxy in front of
+        it): they go with its /v1/info request and every WebSocket handshake, as with HTTP."""
+        headers = self._rt.settings.mint.request_headers.get(url, {})
+        return dataclasses.replace(self._config, headers=tuple(headers.items()))
 
     async def _adopt_later(self, manager: WatchManager) -> None:
         """A mint that was down at start is watched once its /v1/info can be read."""
