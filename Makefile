@@ -27,7 +27,7 @@ APT_PACKAGES := kcat:kcat docker-compose:docker-compose chromium:chromium protoc
 
 .PHONY: help venv sysdeps rust stack-up stack-down stack-status stack-clean topics test test-fast lint \
         test-hostile test-node test-reliability \
-        fmt demo bench schemas constraints clean
+        fmt demo bench bench-quick schemas constraints clean
 
 help:
 	@echo "make demo          start the stack and run the end-to-end demo"
@@ -37,7 +37,7 @@ help:
 	@echo "                   also a 3-node Kafka cluster (127.0.0.1:19092-19094) and a CDK mint (:3339)"
 	@echo "make stack-down    stop everything;  make stack-status  show it"
 	@echo "make test-reliability  the full fault campaign on the 3-node cluster (<= 30 min)"
-	@echo "make lint          ruff + mypy;  make bench  the benchmarks"
+	@echo "make lint          ruff + mypy;  make bench  the benchmarks (make bench-quick: smaller)"
 
 venv: $(BIN)/.installed
 
@@ -130,6 +130,10 @@ demo: venv stack-up
 
 bench: venv stack-up
 	$(BIN)/python -m bench
+
+# Every benchmark at a smaller size (a few minutes): that they run, and the rough figures.
+bench-quick: venv stack-up
+	$(BIN)/python -m bench --quick
 
 schemas: venv
 	$(BIN)/proofrecon schemas export schemas
