@@ -67,6 +67,14 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return [TopicSpec(name, t.partitions, dict(cfg)) for name, cfg in named]
 
 
+def changelog_configs(settings: Settings) -> dict[str, str]:
+    """Topic configs of Faust's changelogs beyond the replication factor (which Faust takes from
+    its own setting): min.insync.replicas as for the contract topics, so a table's writes need as
+    many replicas as its outputs' (else the broker's default, often 1, would apply to them)."""
+    wanted = settings.topics.min_insync_replicas
+    return {} if wanted is None else {"min.insync.replicas": str(wanted)}
+
+
 def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
     """Connection settings of every Kafka client proofrecon makes: admin, producers, consumers,
     the wallet-side clients, and (through `faust_credentials`) the worker itself. One place, so

@@ -21,7 +21,7 @@ from sinks.analytics.web import register_analytics_views
 from sinks.clickhouse import ClickHouseStore
 from sinks.service import ClickHouseSinkService
 from streams.core.contracts import ContractLimits
-from streams.core.kafka import faust_credentials
+from streams.core.kafka import changelog_configs, faust_credentials
 from streams.core.logs import logging_config
 from streams.core.settings import Settings
 from streams.core.webauth import auth_middleware
@@ -77,7 +77,7 @@ def _faust_app(settings: Settings) -> faust.App:
     )
 
 
-def _table(app: faust.App, name: str, partitions: int, help_: str) -> JsonTable:
+def _table(app: faust.App, settings: Settings, name: str, help_: str) -> JsonTable:
     # JSON keys: a str key must read back as the same str after changelog recovery.
     schema: faust.Schema[str, Any] = faust.Schema(
         key_type=str, key_serializer="json", value_serializer="json"
@@ -87,9 +87,10 @@ def _table(app: faust.App, name: str, partitions: int, help_: str) -> JsonTable:
         name=name,
         default=None,
         beacon=app.tables.beacon,
-        partitions=partitions,
+        partitions=settings.topics.partitions,
         schema=schema,
         help=help_,
+        extra_topic_configs=changelog_configs(settings),
     )
     return cast(JsonTable, app.tables.add(table))
 
@@ -113,8 +114,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         gateways=MintGateways.from_settings(settings, observer=PrometheusGatewayObserver(metrics)),
         topics=topics,
         emit=Emitter(topics, ReplyTopics(app, settings), metrics),
-        tokens=_table(app, "tokens", n, "The wallet DB's view of each token (npub|token_id)"),
-        open_discrepancies=_table(app, "open-discrepancies", n, "Open discrepancies (npub|Y)"),
+        tokens=_table(app, settings, "tokens", "The wallet DB's view of tokens (npub|token_id)"),
+        open_discrepancies=_table(
+            app, settings, "open-discrepancies", "Open discrepancies (npub|Y)"
+        ),
     )
     runtime.closables.append(runtime.gateways)
     _register(runtime)

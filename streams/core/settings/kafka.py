@@ -131,8 +131,8 @@ class TopicSettings(Themed):
     min_insync_replicas: int | None = Field(
         None,
         ge=1,
-        description="min.insync.replicas of the topics proofrecon creates (with acks=all, a "
-        "write needs this many replicas). Unset: the broker's default.",
+        description="min.insync.replicas of the topics proofrecon creates, Faust's changelogs "
+        "included (with acks=all, a write needs this many replicas). Unset: the broker's default.",
     )
     retention_ms: int = Field(
         7 * 24 * 3600 * 1000, gt=0, description="Retention of the non-compacted topics (ms)."

@@ -57,6 +57,7 @@ from streams.core.contracts import (
 )
 from streams.core.domain import ErrorKind, Lifecycle, Source
 from streams.core.errors import MintError
+from streams.core.kafka import changelog_configs
 from streams.core.logs import log
 from streams.core.mint_url import normalise_or_strip
 from streams.mint import MintHealth
@@ -71,13 +72,20 @@ _OUTBOX_SCAN_S = 30.0
 PROBE_Y = y_from_secret("proofrecon-alerting-probe")
 
 
-def _table(app: faust.App, name: str, partitions: int, help_: str) -> JsonTable:
+def _table(runtime: Runtime, name: str, help_: str) -> JsonTable:
     # As streams.worker.app's tables: JSON keys and values, so a str key reads back as the same str
     # after changelog recovery.
     schema: faust.Schema[str, Any] = faust.Schema(
         key_type=str, key_serializer="json", value_serializer="json"
     )
-    table = app.Table(name, default=None, partitions=partitions, schema=schema, help=help_)
+    table = runtime.app.Table(
+        name,
+        default=None,
+        partitions=runtime.settings.topics.partitions,
+        schema=schema,
+        help=help_,
+        extra_topic_configs=changelog_configs(runtime.settings),
+    )
     return cast(JsonTable, table)
 
 
@@ -90,12 +98,11 @@ class Alerting:
     def __init__(self, runtime: Runtime) -> None:
         self._rt = runtime
         self.conf = runtime.settings.alerts
-        app, n = runtime.app, runtime.settings.topics.partitions
         self.input = runtime.topics["alerts_input"]
-        self.state = _table(app, "alert-state", n, "Alerting state per mint and partition")
-        self.raised = _table(app, "alert-raised", n, "Ids of alerts raised (replay dedup)")
+        self.state = _table(runtime, "alert-state", "Alerting state per mint and partition")
+        self.raised = _table(runtime, "alert-raised", "Ids of alerts raised (replay dedup)")
         self.outbox = Outbox(
-            _table(app, "alert-outbox", n, "Alerts not yet published or delivered"),
+            _table(runtime, "alert-outbox", "Alerts not yet published or delivered"),
             self.conf.webhook_give_up_after_s,
         )
         self.metrics = AlertMetrics(runtime.metrics.registry)
