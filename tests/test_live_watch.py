@@ -5,6 +5,7 @@
 - A real melt PENDING at the mint while the DB says pending, then SPENT (the mint restarts with a
   backend that settles it): the watch reconnects, re-snapshots, and DB_PENDING_MINT_SPENT and its
   MARK_SPENT correction are emitted.
+- A mint down when the worker starts: watched once it answers, the ledger's proofs with it.
 - The HTTP budget spent: a melt of watched proofs is answered from live state under `fallback`
   (truth "live"), and BLOCKED / MINT_UNAVAILABLE under `never`.
 (Subscribe messages spread over messages and connections within the mint's WebSocket limit:
@@ -68,10 +69,12 @@ async def _publish(settings: Settings, owner: str, ys: list[str], status: str, *
     return token_id
 
 
-async def _until_watched(worker: WorkerProcess, owner: str, ys: list[str], fresh: bool) -> None:
+async def _until_watched(
+    worker: WorkerProcess, owner: str, ys: list[str], fresh: bool, timeout_s: float = 30
+) -> None:
     """Until the worker's live watch has every Y subscribed (and, if asked, fresh)."""
     async with httpx.AsyncClient(base_url=worker.url, timeout=5) as http:
-        for _ in range(300):
+        for _ in range(int(timeout_s * 10)):
             views = [
                 (await http.get(f"/v1/proofs/{y}", params={"npub": owner})).json()["live"]
                 for y in ys
@@ -161,6 +164,29 @@ async def test_a_pending_melt_settling_while_the_mint_restarts_is_seen_and_corre
         )
         (fix,) = [c for c in corrections if c["npub"] == owner]
         assert (fix["token_id"], fix["set_status"], fix["Ys"]) == (token, "spent", [pending])
+    finally:
+        worker.stop()
+        await asyncio.to_thread(mint.stop)
+
+
+async def test_a_mint_down_when_the_worker_starts_is_watched_once_it_answers(
+    tmp_path: Path,
+) -> None:
+    # Proofs minted, then the mint stopped: the worker starts without it, the token arrives.
+    mint = MintServer(tmp_path / "mint").start()
+    wallet = WatchWallet(mint.url, tmp_path / "wallet")
+    proofs = await asyncio.to_thread(wallet.mint, 2)
+    ys = [p.Y for p in proofs]
+    await asyncio.to_thread(mint.stop)
+    settings = _settings(tmp_path, [mint.url])
+    worker = WorkerProcess(settings, tmp_path / "worker.log").start()
+    try:
+        owner = npub()
+        await _publish(settings, owner, ys, "unspent", mint_url=mint.url)
+        mint = MintServer(mint.data_dir, port=mint.port)
+        await asyncio.to_thread(mint.start)
+        # Asked again 15 s after the start: watched, the ledger's proofs included, and fresh.
+        await _until_watched(worker, owner, ys, fresh=True, timeout_s=60)
     finally:
         worker.stop()
         await asyncio.to_thread(mint.stop)

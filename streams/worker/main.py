@@ -13,7 +13,6 @@ from streams.core.logs import log, logging_config
 from streams.core.settings import Settings
 from streams.worker.app import create_app
 from streams.worker.fencing import StallFence
-from streams.worker.restart_speed import skip_table_start_pause
 
 logger = logging.getLogger("proofrecon.worker")
 
@@ -38,7 +37,6 @@ def run_worker(settings: Settings) -> int:
     warn_about_canaries(settings)
     asyncio.run(ensure_topics(settings))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    skip_table_start_pause()
     runtime = create_app(settings)
     StallFence.for_settings(settings.kafka).install(runtime.app)
     worker = faust.Worker(

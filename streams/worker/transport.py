@@ -12,6 +12,10 @@ order, so each offset lookup of table recovery (highwaters, earliest offsets, se
 then standbys) waited behind a fetch with nothing to return, up to 1.5 s each (measured with 3
 workers on the 3-node cluster: a worker restarted after kill -9 ready 10.8 s after its start,
 6.1 s of it in those waits).
+
+Faust's other fixed wait at a start, the table manager's 1 s before it subscribes to the
+changelogs, is kept: without it, on the 3-node cluster an agent wrote a table before its new
+changelog's metadata was known (PartitionsMismatch: "the changelog has 0 partitions").
 """
 
 from __future__ import annotations

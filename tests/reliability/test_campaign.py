@@ -103,10 +103,14 @@ async def _drain(rig: Rig) -> None:
         if not rig.book.unanswered():
             break
         await asyncio.sleep(0.5)
+    # Each stage says where it is, so a run cut short by its timeout shows what was behind.
+    say(f"drain: {len(rig.book.unanswered())} requests unanswered; waiting for the commits")
     group, t = rig.settings.kafka.app_id, rig.settings.topics
     await rig.wait_consumed(group, [t.melt_requests], timeout=120)
+    say("drain: melt requests committed; waiting for the ledger")
     await rig.wait_ledger_caught_up(timeout=120)
     await asyncio.sleep(3.0)  # the findings and alerts the last inputs caused
+    say("drain: ledger caught up; waiting for the sink")
     await rig.wait_sink_caught_up()
     await asyncio.to_thread(rig.sink.stop)
 

@@ -1,6 +1,6 @@
 """The worker changes the campaign called for, on their own: the stall fence (a zombie exits
-before it answers for partitions it lost) and the fixed waits taken out of a start (Faust's fetch
-long-poll and its table manager's first second)."""
+before it answers for partitions it lost) and Faust's fetch long-poll shortened (a fixed wait
+that table recovery's offset lookups queued behind at every start)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from typing import Any
 
 import aiokafka
 import pytest
-from faust.tables.manager import TableManager
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from streams.core.settings import KafkaSettings
-from streams.worker import restart_speed, transport
+from streams.worker import transport
 from streams.worker.fencing import EXIT_CODE, StallFence
 from streams.worker.transport import FETCH_MAX_WAIT_MS
 
@@ -81,12 +80,3 @@ def test_the_pinned_libraries_still_work_the_way_the_wrapper_relies_on() -> None
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
         aiokafka.AIOKafkaConsumer.start
     )
-
-
-def test_the_table_manager_start_is_the_one_replaced_without_its_pause() -> None:
-    # The replacement is Faust's on_start less its sleep: fail loudly when Faust's changes.
-    original = inspect.getsource(TableManager.on_start)
-    assert "await self.sleep(1.0)" in original
-    assert "await self._update_channels()" in original
-    assert "await self.recovery.start()" in original
-    assert "sleep" not in inspect.getsource(restart_speed._start_without_pause).split('"""')[2]
