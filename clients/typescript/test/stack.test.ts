@@ -350,6 +350,7 @@ describe('against a proofrecon worker', { timeout: 150_000 }, () => {
         duration_ms: 1,
         answered_at: new Date().toISOString(),
         proofs_digest: digest,
+        truth: 'checkstate',
       };
       const forged = [
         { ...answer, proofs_digest: proofsDigest([yOf('other proofs')]) }, // other proofs
@@ -420,6 +421,7 @@ describe('against a proofrecon worker', { timeout: 150_000 }, () => {
         duration_ms: 1,
         answered_at: new Date().toISOString(),
         proofs_digest: proofsDigest([yOf(proofs[0]!.secret)]),
+        truth: 'checkstate',
       };
       const before = own.stats().ignoredForeign;
       await rawProducer.send({ topic: worker.topics.PREFLIGHT_RESULTS, acks: -1, messages: [{ key: error.requestId, value: JSON.stringify(late) }] });

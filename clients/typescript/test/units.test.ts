@@ -102,6 +102,7 @@ function verdict(overrides: Partial<PreflightVerdict> = {}): PreflightVerdict {
     duration_ms: 1.5,
     answered_at: '2026-01-01T00:00:00.000Z',
     proofs_digest: proofsDigest([yOf('a')]),
+    truth: 'checkstate',
     ...overrides,
   };
 }
