@@ -2,7 +2,7 @@
 and a live NUT-17 proof-state watch per mint that advertises it (WatchManager)."""
 
 from streams.mint.cache import SeenState
-from streams.mint.gateway import MintGateway, SweepAllowance
+from streams.mint.gateway import MintGateway
 from streams.mint.live import LiveState, LiveStates, Via
 from streams.mint.nut17 import supports_proof_state
 from streams.mint.observer import (
@@ -12,6 +12,7 @@ from streams.mint.observer import (
     NullObserver,
     RequestOutcome,
 )
+from streams.mint.pacing import SweepAllowance
 from streams.mint.registry import MintGateways
 from streams.mint.watch import StateCallback, WatchManager
 from streams.mint.watchconfig import NullWatchObserver, WatchConfig, WatchObserver

@@ -39,7 +39,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, TypeVar
 
 import httpx
 
@@ -59,6 +59,7 @@ from streams.mint.breaker import BreakerState, CircuitBreaker
 from streams.mint.cache import LruMap, SeenState, SpentCache
 from streams.mint.exchanges import Exchanges
 from streams.mint.health import Assessment, HealthTracker, call_safely
+from streams.mint.holding import CallerArrivals, QueuedBatch, hold_s
 from streams.mint.limit import BatchLimit
 from streams.mint.limiter import Clock
 from streams.mint.observer import (
@@ -67,24 +68,16 @@ from streams.mint.observer import (
     MintHealth,
     NullObserver,
 )
-from streams.mint.pacing import BACKGROUND, Pacer
+from streams.mint.pacing import BACKGROUND, Pacer, SweepAllowance
 from streams.mint.transport import MintHttp
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_SHARE = 0.25
 DEFAULT_VALIDATE_SHARE = 0.05
-# A held batch leaves this long before its earliest caller's deadline, plus twice the mint's
-# recent latency, so the answer still arrives in time.
-_HOLD_RESERVE_S = 0.2
 _INITIAL_LATENCY_S = 0.05
 
-
-class SweepAllowance(NamedTuple):
-    """What the sweep may send to a mint right now without waiting or touching preflight budget."""
-
-    requests: int
-    ys: int
+T = TypeVar("T")
 
 
 class MintGateway(Exchanges):
@@ -129,18 +122,17 @@ class MintGateway(Exchanges):
         )
         self._spent = SpentCache(settings.spent_cache_size)
         self._seen: LruMap[str, SeenState] = LruMap(settings.last_seen_size)
-        canaries = {normalise_or_strip(u): y.lower() for u, y in settings.canaries.items()}
-        self.canary: str | None = canaries.get(self.mint_url)
+        canary = _for_mint(settings.canaries, self.mint_url)
+        self.canary: str | None = canary.lower() if canary else None
         self._limit = BatchLimit(settings.max_batch_size)
         self._info_state: str = "unknown"  # unknown | fetching | known
         self._info_tried_at = -math.inf
-        headers = {normalise_or_strip(u): h for u, h in settings.request_headers.items()}
         self._http = MintHttp(
             self.mint_url,
             request_timeout_s=settings.request_timeout_s,
             transport=transport,
             event_hooks=event_hooks,
-            headers=headers.get(self.mint_url),
+            headers=_for_mint(settings.request_headers, self.mint_url),
         )
         self._queue = AskQueue()
         self._wakeup = asyncio.Event()
@@ -148,10 +140,7 @@ class MintGateway(Exchanges):
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._slot_freed = asyncio.Event()
-        # How often preflight callers arrive (a moving average of the gaps between them): under
-        # an elastic limiter a batch is held only when more callers are likely to join it.
-        self._caller_gap_s = math.inf
-        self._last_caller_at = -math.inf
+        self._arrivals = CallerArrivals()
         self._health = HealthTracker(self.mint_url, self._assess_health, self._observer)
         self._closed = False
 
@@ -273,7 +262,7 @@ class MintGateway(Exchanges):
         )
         self._queue.add(ask, ys)
         if source not in BACKGROUND:
-            self._note_caller(ask.added_at)
+            self._arrivals.note(ask.added_at)
         self._ensure_dispatcher()
         self._wakeup.set()
         try:
@@ -369,35 +358,22 @@ class MintGateway(Exchanges):
             task = self._spawn(self._exchange(chunk, ys, have_token=True, probe=is_probe))
             task.add_done_callback(self._free_slot)
 
-    def _note_caller(self, at: float) -> None:
-        gap = at - self._last_caller_at
-        self._last_caller_at = at
-        known = not math.isinf(self._caller_gap_s)
-        self._caller_gap_s = 0.8 * self._caller_gap_s + 0.2 * gap if known else gap
-
     def _hold_s(self) -> float:
-        """How much longer the queued batch should wait for more callers (0: send it now).
-
-        When the session's budget is what limits us (see pacing.py): under an elastic limiter
-        from the session's first request, as long as callers come more often than a batch may
-        wait (sparse ones would only be made slow); under other limiters once the budget runs
-        low. A held request carries as many callers as their deadlines allow.
-        """
-        widening = self._pacer.widening()
-        if len(self._queue) >= self._capacity():
-            return 0.0
-        if not (widening or self._pacer.plans_sessions()):
-            return 0.0
-        if self._pacer.quiet_remaining() > 0:
-            return 0.0  # the batch gathers anyway while the quiet passes
-        first, earliest = self._queue.first_added(), self._queue.earliest_deadline()
-        if first is None or earliest is None:
-            return 0.0
-        reserve = _HOLD_RESERVE_S + 2 * self._latency_s
-        until = min(first + self.settings.limiter_max_gather_ms / 1000, earliest - reserve)
-        if not widening and self._caller_gap_s >= until - first:
-            return 0.0  # callers too sparse for anyone to join a held batch
-        return max(0.0, until - self._clock())
+        """How much longer the queued batch should wait for more callers (holding.py)."""
+        batch = QueuedBatch(
+            size=len(self._queue),
+            capacity=self._capacity(),
+            first_added=self._queue.first_added(),
+            earliest_deadline=self._queue.earliest_deadline(),
+        )
+        return hold_s(
+            self._pacer,
+            batch,
+            caller_gap_s=self._arrivals.gap_s,
+            latency_s=self._latency_s,
+            max_gather_s=self.settings.limiter_max_gather_ms / 1000,
+            now=self._clock(),
+        )
 
     async def _more_callers(self, timeout: float) -> None:
         """Wait up to `timeout` s, or until another caller joins the queue."""
@@ -462,3 +438,8 @@ class MintGateway(Exchanges):
         if self._breaker.consecutive_failures > 0:
             return MintHealth.DEGRADED, 0.0
         return MintHealth.OK, 0.0
+
+
+def _for_mint(per_mint: Mapping[str, T], mint_url: str) -> T | None:
+    """A per-mint setting, its keys compared in their normal spelling."""
+    return {normalise_or_strip(u): v for u, v in per_mint.items()}.get(mint_url)

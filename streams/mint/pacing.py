@@ -62,12 +62,20 @@ import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from streams.core.domain import Source
 from streams.core.settings import MintSettings
 from streams.mint.limiter import Clock, ElasticWindow, LimiterSpec, TokenBucket, request_window
 
 # --- the pacer -------------------------------------------------------------------------------
+
+
+class SweepAllowance(NamedTuple):
+    """What the sweep may send to a mint right now without waiting or touching preflight budget."""
+
+    requests: int
+    ys: int
 
 
 class Wire:
