@@ -188,10 +188,15 @@ def _faulty_at(evidence: Evidence, melt: SentMelt, stamp: str) -> bool:
 
 
 def _near_fault(evidence: Evidence, stamp: str, margin: float = 2.0) -> bool:
-    """Within a fault window or before the pipeline cleared again after it (a circuit breaker
-    closes, a 429 silence ends, only after the fault has)."""
+    """Within a fault window or before the pipeline cleared again after it. Each worker has its
+    own circuit breaker: one opened during the fault fails fast for up to a cooldown after it,
+    however soon another worker answered the campaign's probe (a 429 silence likewise ends only
+    after the fault has)."""
     at = _unix(stamp)
-    return any(w.start <= at <= max(w.end, w.recovered) + margin for w in evidence.fault_windows)
+    cooldown = evidence.settings.mint.breaker_cooldown_s + margin
+    return any(
+        w.start <= at <= max(w.end + cooldown, w.recovered + margin) for w in evidence.fault_windows
+    )
 
 
 def check_answers(evidence: Evidence, out: Outputs) -> list[Invariant]:

@@ -31,6 +31,7 @@ async def test_a_seek_stops_the_batch_fetched_before_it() -> None:
         if record == 6:
             await guard.moving(wait_s=0.01)  # a seek while 6 is in hand
     assert got == [5, 6]
+    assert guard.cut == 1
     assert [r async for r in guard.hand_out(_batch([3, 4]))] == [3, 4]  # fetched after it
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, TypeVar
 
@@ -39,6 +40,7 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+logger = logging.getLogger("proofrecon.transport")
 T = TypeVar("T")
 FETCH_MAX_WAIT_MS = 10
 # How long a seek waits for the record being handed out (a put on an agent's queue; it only waits
@@ -64,6 +66,7 @@ class SeekGuard:
 
     def __init__(self) -> None:
         self.epoch = 0
+        self.cut = 0  # batches cut short by a seek
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -75,6 +78,8 @@ class SeekGuard:
         start = self.epoch
         async for record in records:
             if self.epoch != start:
+                self.cut += 1
+                logger.info("a fetch was cut by a seek; its records are fetched again")
                 return
             self._idle.clear()
             try:
