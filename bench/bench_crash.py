@@ -328,7 +328,7 @@ def to_result(data: dict[str, Any]) -> BenchResult:
 
 
 async def run(quick: bool) -> BenchResult:
-    data = await measure(50.0, 25.0 if quick else 60.0, 8.0 if quick else 20.0)
+    data = await measure(50.0, 25.0 if quick else 45.0, 8.0 if quick else 20.0)
     data["quick"] = quick
     return recorded("crash", data, to_result)
 

@@ -341,7 +341,7 @@ async def run(quick: bool) -> BenchResult:
         ys=2_000 if quick else 10_000,
         per_caller=8,
         real=200 if quick else 1000,
-        repeat=1 if quick else 3,
+        repeat=1 if quick else 2,
         naive_concurrency=8,
     )
     result = await main_async(args)
