@@ -2,7 +2,7 @@
 3-node cluster, and how much CPU each process used meanwhile.
 
     .venv/bin/python -m bench scaling [--quick]
-    .venv/bin/python -m bench.bench_scaling [--workers 1,2,3] [--melts 3000] [--tokens 2000]
+    .venv/bin/python -m bench.bench_scaling [--workers 1,2,3] [--melts 2000] [--tokens 2000]
 
 The cluster is the stack's (`make stack-up KAFKA_NODES=3`) when it runs, else a private one
 (devkit/cluster.py). For each group size, a fresh group (topics RF 3, min ISR 2, 6 partitions,
@@ -428,7 +428,7 @@ def to_result(data: dict[str, Any]) -> BenchResult:
 
 
 async def run(quick: bool) -> BenchResult:
-    data = await measure([1, 2, 3], 1000 if quick else 3000, 500 if quick else 2000)
+    data = await measure([1, 2, 3], 1000 if quick else 2000, 500 if quick else 2000)
     data["quick"] = quick
     return recorded("scaling", data, to_result)
 
@@ -438,7 +438,7 @@ def main() -> int:
     parser.add_argument(
         "--workers", default="1,2,3", help="group sizes, comma-separated ('' for none)"
     )
-    parser.add_argument("--melts", type=int, default=3000, help="melts per measurement")
+    parser.add_argument("--melts", type=int, default=2000, help="melts per measurement")
     parser.add_argument("--tokens", type=int, default=2000, help="token events per measurement")
     args = parser.parse_args()
     sizes = [int(n) for n in args.workers.split(",") if n]  # none: the restart figures only
