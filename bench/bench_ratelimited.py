@@ -287,7 +287,13 @@ async def pipeline_phase(
         if target.headers:
             mint["request_headers"] = {target.url: target.headers}
         with scratch_dir("ratelimited") as tmp:
-            settings = bench_settings(run_id, tmp / "data", themes={"mint": mint})
+            # The proxies carry no WebSocket: the live watch would only retry its connection,
+            # and each attempt would count against the proxy's HTTP budget (a real Nutshell
+            # keeps WebSockets apart, `--limiter nutshell` runs the watch).
+            themes: dict[str, Any] = {"mint": mint}
+            if limiter != "nutshell":
+                themes["watch"] = {"enabled": False}
+            settings = bench_settings(run_id, tmp / "data", themes=themes)
             try:
                 async with running_worker(settings, "ratelimited") as worker:
                     say("ratelimited: recording the proofs in the ledger")

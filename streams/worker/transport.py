@@ -19,9 +19,10 @@ between could still be iterated after the seek: its first record, past the commi
 read as a gap in the partition, Faust counted the skipped offsets as acknowledged (compaction
 leaves such gaps) and skipped their records when they came again, as already read. A melt request
 in that range was committed unanswered (seen once in the fault campaign, during a Kafka node's
-kill and the rebalances after it). A batch interrupted by a seek stops; its records are fetched
-again from the new position. Faust also records a handed-out record's offset as read only after
-handing it out, which would overwrite the seek's read offset: a seek waits for the record in hand.
+kill and the rebalances after it). A record whose partition was sought after its batch was fetched
+is dropped; it is fetched again from the new position. Faust also records a handed-out record's
+offset as read only after handing it out, which would overwrite the seek's read offset: a seek
+waits for the record in hand.
 
 Faust's other fixed wait at a start, the table manager's 1 s before it subscribes to the
 changelogs, is kept: without it, on the 3-node cluster an agent wrote a table before its new
@@ -41,7 +42,8 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 logger = logging.getLogger("proofrecon.transport")
-T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 FETCH_MAX_WAIT_MS = 10
 # How long a seek waits for the record being handed out (a put on an agent's queue; it only waits
 # when that queue is full).
@@ -57,16 +59,21 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class SeekGuard:
-    """Keeps records fetched before a seek from being handed out after it.
+    """Keeps records fetched before a seek of their partition from being handed out after it.
 
-    A seek bumps the epoch; a batch being handed out stops at its next record when the epoch moved.
-    Faust marks a record's offset as read only after handing it out, which would undo the seek's
-    read offsets: a seek first waits (briefly) for the record in hand to be done with.
+    Every seek is stamped; a record whose partition was sought (or all were, as at a rebalance's
+    seek to the committed offsets) after its batch was fetched is dropped: it is fetched again
+    from the partition's new position. Records of other partitions go on: a seek of a changelog
+    during standby recovery moves nothing else, and their positions are past the batch. Faust
+    marks a record's offset as read only after handing it out, which would undo the seek's read
+    offsets: a seek first waits (briefly) for the record in hand to be done with.
     """
 
     def __init__(self) -> None:
-        self.epoch = 0
-        self.cut = 0  # batches cut short by a seek
+        self._stamp = 0
+        self._sought: dict[Any, int] = {}
+        self._all_sought = 0
+        self.dropped = 0  # records dropped because their partition was sought
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -74,21 +81,30 @@ class SeekGuard:
     def delivering(self) -> bool:
         return not self._idle.is_set()
 
-    async def hand_out(self, records: AsyncIterator[T]) -> AsyncIterator[T]:
-        start = self.epoch
-        async for record in records:
-            if self.epoch != start:
-                self.cut += 1
-                logger.info("a fetch was cut by a seek; its records are fetched again")
-                return
+    def _stale(self, tp: Any, fetched: int) -> bool:
+        return max(self._all_sought, self._sought.get(tp, 0)) > fetched
+
+    async def hand_out(self, records: AsyncIterator[tuple[K, V]]) -> AsyncIterator[tuple[K, V]]:
+        fetched = self._stamp
+        async for tp, record in records:
+            if self._stale(tp, fetched):
+                if not self.dropped:
+                    logger.info("a fetched record's partition was sought; it is fetched again")
+                self.dropped += 1
+                continue
             self._idle.clear()
             try:
-                yield record
+                yield tp, record
             finally:
                 self._idle.set()
 
-    async def moving(self, wait_s: float = SEEK_WAIT_S) -> None:
-        self.epoch += 1
+    async def moving(self, tp: Any | None = None, wait_s: float = SEEK_WAIT_S) -> None:
+        """Before a seek of `tp` (None: every partition)."""
+        self._stamp += 1
+        if tp is None:
+            self._all_sought = self._stamp
+        else:
+            self._sought[tp] = self._stamp
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), wait_s)
 
@@ -106,7 +122,7 @@ class _Consumer(faust_aiokafka.Consumer):
             yield item
 
     async def seek(self, partition: TP, offset: int) -> None:
-        await self.seek_guard.moving()
+        await self.seek_guard.moving(partition)
         await super().seek(partition, offset)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
