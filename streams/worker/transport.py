@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, TypeVar
 
 import faust
@@ -61,18 +61,18 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 class SeekGuard:
     """Keeps records fetched before a seek of their partition from being handed out after it.
 
-    Every seek is stamped; a record whose partition was sought (or all were, as at a rebalance's
-    seek to the committed offsets) after its batch was fetched is dropped: it is fetched again
-    from the partition's new position. Records of other partitions go on: a seek of a changelog
-    during standby recovery moves nothing else, and their positions are past the batch. Faust
-    marks a record's offset as read only after handing it out, which would undo the seek's read
-    offsets: a seek first waits (briefly) for the record in hand to be done with.
+    A seek's partitions are stamped once it is done; a record of one of them from a batch fetched
+    before that is dropped: the seek moved its partition's position back, so it is fetched again.
+    Only partitions a seek really moved are stamped (one without a committed offset is not sought
+    at a rebalance, and a dropped record of it would never come again), and records of other
+    partitions go on. Faust marks a record's offset as read only after handing it out, which
+    would undo a seek's read offsets: a seek waits (briefly) for the record in hand, before and
+    after it.
     """
 
     def __init__(self) -> None:
         self._stamp = 0
         self._sought: dict[Any, int] = {}
-        self._all_sought = 0
         self.dropped = 0  # records dropped because their partition was sought
         self._idle = asyncio.Event()
         self._idle.set()
@@ -81,13 +81,10 @@ class SeekGuard:
     def delivering(self) -> bool:
         return not self._idle.is_set()
 
-    def _stale(self, tp: Any, fetched: int) -> bool:
-        return max(self._all_sought, self._sought.get(tp, 0)) > fetched
-
     async def hand_out(self, records: AsyncIterator[tuple[K, V]]) -> AsyncIterator[tuple[K, V]]:
         fetched = self._stamp
         async for tp, record in records:
-            if self._stale(tp, fetched):
+            if self._sought.get(tp, 0) > fetched:
                 if not self.dropped:
                     logger.info("a fetched record's partition was sought; it is fetched again")
                 self.dropped += 1
@@ -98,13 +95,14 @@ class SeekGuard:
             finally:
                 self._idle.set()
 
-    async def moving(self, tp: Any | None = None, wait_s: float = SEEK_WAIT_S) -> None:
-        """Before a seek of `tp` (None: every partition)."""
+    def sought(self, partitions: Iterable[Any]) -> None:
+        """`partitions` were just sought: what was fetched of them before is stale."""
         self._stamp += 1
-        if tp is None:
-            self._all_sought = self._stamp
-        else:
+        for tp in partitions:
             self._sought[tp] = self._stamp
+
+    async def settle(self, wait_s: float = SEEK_WAIT_S) -> None:
+        """Until no record is in hand (at most `wait_s`)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), wait_s)
 
@@ -121,14 +119,21 @@ class _Consumer(faust_aiokafka.Consumer):
         async for item in self.seek_guard.hand_out(super().getmany(timeout)):
             yield item
 
-    async def seek(self, partition: TP, offset: int) -> None:
-        await self.seek_guard.moving(partition)
-        await super().seek(partition, offset)
+    async def _seek(self, partition: TP, offset: int) -> None:
+        # Consumer.seek sets the read offset right after this returns.
+        await self.seek_guard.settle()
+        await super()._seek(partition, offset)
+        self.seek_guard.sought([partition])
+        await self.seek_guard.settle()
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        # Every rebalance's perform_seek comes this way, not through seek().
-        await self.seek_guard.moving()
-        return await super().seek_to_committed()
+        # Every rebalance's perform_seek comes this way (and sets the read offsets after it).
+        await self.seek_guard.settle()
+        offsets = await super().seek_to_committed()
+        # aiokafka moves only the partitions with a committed offset past 0.
+        self.seek_guard.sought(tp for tp, offset in offsets.items() if offset)
+        await self.seek_guard.settle()
+        return offsets
 
 
 class _Transport(faust_aiokafka.Transport):
