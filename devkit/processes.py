@@ -128,6 +128,19 @@ class SinkProcess(ServiceProcess):
         return dict(httpx.get(f"{self.url}/v1/sink/status", timeout=10).json())
 
 
+def fixes_of(corrections: list[dict[str, Any]], npub: str) -> list[dict[str, Any]]:
+    """The distinct correction commands for `npub`, in order of first appearance.
+
+    A preflight, the sweep and the live watch can each find the same discrepancy and issue the
+    same fix; the same fix has the same `command_id`, which a wallet applies once.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    for command in corrections:
+        if command.get("npub") == npub:
+            seen.setdefault(command["command_id"], command)
+    return list(seen.values())
+
+
 async def read_topic(
     settings: Settings,
     topic: str,

@@ -88,6 +88,7 @@ class Harness:
         request_id: str | None = "req-1",
         n: int = 1,
         mint: str = MINT,
+        proofs: list[str] | None = None,
     ) -> list[DiscrepancySignal]:
         return [
             DiscrepancySignal(
@@ -99,6 +100,7 @@ class Harness:
                 type=DiscrepancyType.DB_UNSPENT_MINT_SPENT,
                 lifecycle=lifecycle,
                 request_id=request_id,
+                proof_ref=proofs[i] if proofs else None,
                 source=self.source(),
             )
             for i in range(n)
@@ -229,6 +231,24 @@ def test_fifty_high_of_one_npub_in_one_melt_are_one_alert_saying_fifty() -> None
     assert first.alerts == [] and by_npub["npub1a"].alert_id == alert_id(
         AlertKind.HIGH_SEVERITY, MINT, "npub1a", f"ev-npub1a-HIGH-{to_ms(T0)}-0-0"
     )
+
+
+def test_a_proof_found_by_a_melt_and_by_the_live_watch_counts_once() -> None:
+    h = Harness(high_cooldown_s=300)
+    refs = [f"proof-{i}" for i in range(3)]
+    for signal in h.discrepancy(T0, n=3, proofs=refs):  # the live watch saw them first
+        h.feed(signal, wall=T0)
+    for signal in h.discrepancy(T0, n=3, proofs=refs, request_id="req-melt"):  # then a melt
+        h.feed(signal, wall=T0)
+    h.tick(T0 + timedelta(seconds=3))
+    assert [a.observed for a in h.alerts] == [3] and "req-melt" in h.alerts[0].message
+    # Within the cool-down, a second melt of the same proofs is no news; a new proof is.
+    at = T0 + timedelta(minutes=1)
+    for signal in h.discrepancy(at, n=4, proofs=[*refs, "proof-new"], request_id="req-again"):
+        h.feed(signal, wall=at)
+    later = T0 + timedelta(minutes=6)
+    h.feed(h.discrepancy(later, npub="npub1z")[0], wall=later)
+    assert [a.observed for a in h.alerts if a.npub == "npub1a"] == [3, 1]
 
 
 def test_resolved_and_lower_severities_raise_no_high_alert() -> None:

@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from devkit.mints import PENDING_ENV, MintServer
-from devkit.processes import WorkerProcess, read_topic
+from devkit.processes import WorkerProcess, fixes_of, read_topic
 from streams.client import PreflightClient, TokenStatusPublisher, token_status_event
 from streams.core.settings import Settings
 from tests.conftest import MINT_URL, build_test_settings, clear_proofrecon_env
@@ -118,7 +118,7 @@ async def test_a_proof_spent_behind_the_wallets_back_is_seen_live(
         settings.topics.corrections,
         until=lambda rs: any(r["npub"] == owner for r in rs),
     )
-    assert [c["Ys"] for c in corrections if c["npub"] == owner] == [[spender.ys[0]]]
+    assert [c["Ys"] for c in fixes_of(corrections, owner)] == [[spender.ys[0]]]
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ async def test_a_pending_melt_settling_while_the_mint_restarts_is_seen_and_corre
             settings.topics.corrections,
             until=lambda rs: any(r["npub"] == owner for r in rs),
         )
-        (fix,) = [c for c in corrections if c["npub"] == owner]
+        (fix,) = fixes_of(corrections, owner)
         assert (fix["token_id"], fix["set_status"], fix["Ys"]) == (token, "spent", [pending])
     finally:
         worker.stop()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from devkit.processes import WorkerProcess, read_topic
+from devkit.processes import WorkerProcess, fixes_of, read_topic
 from devkit.wallet import Scenario
 from streams.core.settings import Settings
 from streams.recon.sweep_index import SweepIndex
@@ -41,7 +41,7 @@ async def test_sweep_finds_proofs_spent_behind_the_wallets_back(
         pipeline_settings.topics.corrections,
         until=lambda rs: any(r["npub"] == owner for r in rs),
     )
-    (fix,) = [c for c in corrections if c["npub"] == owner]
+    (fix,) = fixes_of(corrections, owner)
     assert fix["token_id"] == token and sorted(fix["Ys"]) == sorted(p.Y for p in spent)
     checks = await read_topic(
         pipeline_settings,

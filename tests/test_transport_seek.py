@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator
 from streams.worker.transport import SeekGuard, _Consumer
 
 
-async def _fetched(records: list[tuple[str, int]]) -> AsyncIterator[tuple[str, int]]:
+async def _fetched(
+    guard: SeekGuard, records: list[tuple[str, int]], wait: asyncio.Event | None = None
+) -> AsyncIterator[tuple[str, int]]:
+    """Like Faust's getmany: wait for the fetch (`wait`), the batch arrives, then its records."""
+    if wait is not None:
+        await wait.wait()
+    guard.arrived()
     for record in records:
         await asyncio.sleep(0)
         yield record
@@ -22,7 +28,7 @@ async def _fetched(records: list[tuple[str, int]]) -> AsyncIterator[tuple[str, i
 async def test_a_batch_is_handed_out_whole_when_nothing_seeks() -> None:
     guard = SeekGuard()
     batch = [("a", 5), ("a", 6), ("b", 1)]
-    assert [r async for r in guard.hand_out(_fetched(batch))] == batch
+    assert [r async for r in guard.hand_out(_fetched(guard, batch))] == batch
     assert not guard.delivering
 
 
@@ -30,28 +36,44 @@ async def test_records_of_a_sought_partition_fetched_before_the_seek_are_dropped
     guard = SeekGuard()
     got = []
     batch = [("melts", 10), ("changelog", 3), ("melts", 11), ("other", 4), ("melts", 12)]
-    async for tp, offset in guard.hand_out(_fetched(batch)):
+    async for tp, offset in guard.hand_out(_fetched(guard, batch)):
         got.append((tp, offset))
         if (tp, offset) == ("melts", 10):
             guard.sought(["melts"])  # a rebalance sought it back to its committed offset
     assert got == [("melts", 10), ("changelog", 3), ("other", 4)]
     assert guard.dropped == 2
     again = [("melts", 10), ("melts", 11), ("melts", 12)]  # fetched again after the seek
-    assert [r async for r in guard.hand_out(_fetched(again))] == again
+    assert [r async for r in guard.hand_out(_fetched(guard, again))] == again
+
+
+async def test_a_seek_while_the_fetch_waits_keeps_the_records_it_returns() -> None:
+    """The campaign lost melt requests this way: a rebalance sought the partition while the
+    fetch was waiting on the broker; the fetch then returned records from the new position, and
+    a guard stamped when the fetch was asked for dropped them. They never came again."""
+    guard = SeekGuard()
+    broker = asyncio.Event()
+    batch = [("melts", 10), ("melts", 11)]
+    records = guard.hand_out(_fetched(guard, batch, wait=broker))
+    first = asyncio.ensure_future(anext(records))
+    await asyncio.sleep(0.01)  # the fetch is waiting
+    guard.sought(["melts"])  # the rebalance's seek to committed
+    broker.set()  # the fetch returns, from the new position
+    assert [await first, *[r async for r in records]] == batch
+    assert guard.dropped == 0
 
 
 async def test_partitions_not_sought_are_never_dropped() -> None:
     guard = SeekGuard()
     guard.sought([])
     batch = [("a", 1), ("a", 2)]
-    assert [r async for r in guard.hand_out(_fetched(batch))] == batch
+    assert [r async for r in guard.hand_out(_fetched(guard, batch))] == batch
 
 
 async def test_settle_waits_for_the_record_in_hand() -> None:
     """Faust records a handed-out offset as read after the hand-out: a seek that did not wait
     would have its read offset overwritten by the stale record's."""
     guard = SeekGuard()
-    records = guard.hand_out(_fetched([("a", 1), ("a", 2)]))
+    records = guard.hand_out(_fetched(guard, [("a", 1), ("a", 2)]))
     assert await anext(records) == ("a", 1)
     assert guard.delivering
     settled = asyncio.ensure_future(guard.settle(wait_s=5))
@@ -64,12 +86,12 @@ async def test_settle_waits_for_the_record_in_hand() -> None:
 
 async def test_a_stuck_hand_out_does_not_hold_a_seek_for_ever() -> None:
     guard = SeekGuard()
-    records = guard.hand_out(_fetched([("a", 1)]))
+    records = guard.hand_out(_fetched(guard, [("a", 1)]))
     assert await anext(records) == ("a", 1)
     await asyncio.wait_for(guard.settle(wait_s=0.05), 1)
 
 
 def test_the_worker_consumer_guards_both_kinds_of_seek() -> None:
     # Every rebalance's perform_seek goes through seek_to_committed; Consumer.seek through _seek.
-    for name in ("getmany", "_seek", "seek_to_committed"):
+    for name in ("getmany", "_getmany", "_seek", "seek_to_committed"):
         assert name in _Consumer.__dict__, name

@@ -19,6 +19,9 @@ from streams.core.ids import stable_id
 from streams.mint.observer import MintHealth
 
 MAX_REQUEST_IDS = 5  # request ids named in one HIGH alert
+# Proofs remembered per HIGH group to count each once; past it, repeats count again (a group this
+# large pages anyway, and its state stays a few tens of KiB).
+MAX_PROOF_REFS = 1000
 
 
 def alert_id(kind: AlertKind, *parts: str) -> str:
@@ -48,7 +51,9 @@ class HighGroup:
     The alert goes out `gather` after the group opened (wall time, so it is prompt) or once event
     time passed that point; whatever arrives within the gather is in its count (a melt's 50 HIGH
     proofs arrive within milliseconds). Later ones within the cool-down (event time) are summed
-    into one follow-up when the cool-down ends, so a busy npub pages once per cool-down.
+    into one follow-up when the cool-down ends, so a busy npub pages once per cool-down. Counts are
+    of distinct proofs: the same proof found by a preflight and by the live watch (or in a second
+    melt) is one discrepancy to the person paged.
     """
 
     first_event_id: str
@@ -60,6 +65,7 @@ class HighGroup:
     types: dict[str, int] = field(default_factory=dict)
     request_ids: list[str] = field(default_factory=list)
     alerted: bool = False
+    proof_refs: set[str] = field(default_factory=set)
 
     @classmethod
     def open(cls, signal: DiscrepancySignal, wall_ms: int) -> HighGroup:
@@ -71,14 +77,26 @@ class HighGroup:
 
     def add(self, signal: DiscrepancySignal) -> None:
         self.last_ms = max(self.last_ms, to_ms(signal.at))
+        rid = signal.request_id
+        named = rid in self.request_ids or len(self.request_ids) >= MAX_REQUEST_IDS
+        if rid and not self.alerted and not named:
+            self.request_ids.append(rid)
+        if not self._first_sight(signal.proof_ref):
+            return
         if self.alerted:
             self.more += 1
             return
         self.count += 1
         self.types[signal.type.value] = self.types.get(signal.type.value, 0) + 1
-        rid = signal.request_id
-        if rid and rid not in self.request_ids and len(self.request_ids) < MAX_REQUEST_IDS:
-            self.request_ids.append(rid)
+
+    def _first_sight(self, ref: str | None) -> bool:
+        if ref is None:
+            return True  # a signal from before proofs were named: count it
+        if ref in self.proof_refs:
+            return False
+        if len(self.proof_refs) < MAX_PROOF_REFS:
+            self.proof_refs.add(ref)
+        return True
 
     def due(self, wall_ms: int, now_ms: int | None, gather_ms: int) -> bool:
         if self.alerted:
@@ -101,6 +119,7 @@ class HighGroup:
             "types": self.types,
             "requests": self.request_ids,
             "alerted": self.alerted,
+            "proofs": sorted(self.proof_refs),
         }
 
     @classmethod
@@ -115,6 +134,7 @@ class HighGroup:
             dict(data["types"]),
             list(data["requests"]),
             data["alerted"],
+            set(data.get("proofs", ())),  # absent in groups stored before proofs were named
         )
 
 

@@ -4,7 +4,8 @@ Alerting state is per mint (windows, baselines, incidents), while discrepancies 
 and land on any partition. Forwarders re-key what alerting needs onto the mint's partition, so one
 partition owner sees every input of a mint and keeps its state in Faust tables in event context.
 
-Signals carry no proof data at all (no Y, no secret): only counts, severities and ids. Forwarded
+Signals carry no proof data at all (no Y, no secret): only counts, severities and ids (a proof
+is named by a hash of its mint and Y, to count distinct proofs). Forwarded
 ones name the record they came from (`SourceRef`), which lets the agent count each exactly once
 however often it is forwarded (after a crash, or a replay of the source topic from the start).
 """
@@ -46,6 +47,9 @@ class DiscrepancySignal(_Signal):
     type: DiscrepancyType
     lifecycle: Lifecycle
     request_id: str | None = None
+    # A hash naming the proof (`ids.proof_ref`), not its Y: one proof seen by a preflight and by
+    # the live watch is one HIGH discrepancy to the person paged, not two.
+    proof_ref: str | None = None
     source: SourceRef
 
 

@@ -59,6 +59,11 @@ def correction_command_id(
     return stable_id("correction", npub, token_id, mint_url, set_status.value, *sorted(ys))
 
 
+def proof_ref(*, mint_url: str, y: str) -> str:
+    """Names one proof at one mint without carrying its Y: alerting counts distinct proofs by it."""
+    return stable_id("proof", mint_url, y)
+
+
 def proof_check_event_id(*, source: Source, mint_url: str, key: str) -> str:
     """`key` names the check: the request_id of a preflight, a sweep round's id, and so on."""
     return stable_id("proof-check", source.value, mint_url, key)

@@ -20,9 +20,11 @@ read as a gap in the partition, Faust counted the skipped offsets as acknowledge
 leaves such gaps) and skipped their records when they came again, as already read. A melt request
 in that range was committed unanswered (seen once in the fault campaign, during a Kafka node's
 kill and the rebalances after it). A record whose partition was sought after its batch was fetched
-is dropped; it is fetched again from the new position. Faust also records a handed-out record's
-offset as read only after handing it out, which would overwrite the seek's read offset: a seek
-waits for the record in hand.
+is dropped; it is fetched again from the new position. "Before" means before the batch came
+back from the consumer, not before it was asked for: a fetch waiting while a rebalance seeks
+returns records from the new position, and dropping those lost them (seen once in the campaign).
+Faust also records a handed-out record's offset as read only after handing it out, which would
+overwrite the seek's read offset: a seek waits for the record in hand.
 
 Faust's other fixed wait at a start, the table manager's 1 s before it subscribes to the
 changelogs, is kept: without it, on the 3-node cluster an agent wrote a table before its new
@@ -72,6 +74,7 @@ class SeekGuard:
 
     def __init__(self) -> None:
         self._stamp = 0
+        self._batch = 0  # the stamp when the batch being handed out arrived
         self._sought: dict[Any, int] = {}
         self.dropped = 0  # records dropped because their partition was sought
         self._idle = asyncio.Event()
@@ -81,10 +84,18 @@ class SeekGuard:
     def delivering(self) -> bool:
         return not self._idle.is_set()
 
+    def arrived(self) -> None:
+        """A fetched batch just came back from the consumer: what it holds is as of now.
+
+        Not when the fetch was asked for: a seek while it waited (a rebalance's, typically) has
+        already moved the position its records come from, and dropping them would lose them.
+        """
+        self._batch = self._stamp
+
     async def hand_out(self, records: AsyncIterator[tuple[K, V]]) -> AsyncIterator[tuple[K, V]]:
-        fetched = self._stamp
+        """`records` must call `arrived()` once its batch is fetched, before the first record."""
         async for tp, record in records:
-            if self._sought.get(tp, 0) > fetched:
+            if self._sought.get(tp, 0) > self._batch:
                 if not self.dropped:
                     logger.info("a fetched record's partition was sought; it is fetched again")
                 self.dropped += 1
@@ -118,6 +129,11 @@ class _Consumer(faust_aiokafka.Consumer):
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
         async for item in self.seek_guard.hand_out(super().getmany(timeout)):
             yield item
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        records = await super()._getmany(active_partitions, timeout)
+        self.seek_guard.arrived()  # no await in between: a seek cannot slip in
+        return records
 
     async def _seek(self, partition: TP, offset: int) -> None:
         # Consumer.seek sets the read offset right after this returns.

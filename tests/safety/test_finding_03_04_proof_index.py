@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from devkit.processes import WorkerProcess, read_topic
+from devkit.processes import WorkerProcess, fixes_of, read_topic
 from devkit.wallet import Scenario
 from streams.client import PreflightClient
 from streams.core.settings import Settings
@@ -83,4 +83,4 @@ async def test_finding_04_a_y_moved_to_another_token_survives_the_old_tokens_del
         pipeline_settings.topics.corrections,
         until=lambda rs: any(r["npub"] == owner for r in rs),
     )
-    assert [c["token_id"] for c in corrections if c["npub"] == owner] == [token_b]
+    assert [c["token_id"] for c in fixes_of(corrections, owner)] == [token_b]

@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from devkit.mints import MintServer
-from devkit.processes import WorkerProcess, read_topic
+from devkit.processes import WorkerProcess, fixes_of, read_topic
 from devkit.wallet import Scenario
 from streams.client import PreflightClient
 from streams.core.settings import Settings
@@ -120,5 +120,5 @@ async def test_finding_05_events_and_corrections_carry_the_ledgers_amount_keyset
         pipeline_settings.topics.corrections,
         until=lambda rs: any(r["npub"] == owner for r in rs),
     )
-    mine = [c for c in corrections if c["npub"] == owner]
+    mine = fixes_of(corrections, owner)
     assert [(c["token_id"], c["Ys"]) for c in mine] == [(token, [proof.Y])]

@@ -57,6 +57,7 @@ from streams.core.contracts import (
 )
 from streams.core.domain import ErrorKind, Lifecycle, Source
 from streams.core.errors import MintError
+from streams.core.ids import proof_ref
 from streams.core.kafka import changelog_configs
 from streams.core.logs import log
 from streams.core.mint_url import normalise_or_strip
@@ -140,6 +141,7 @@ class Alerting:
                 type=found.type,
                 lifecycle=found.lifecycle,
                 request_id=found.request_id,
+                proof_ref=proof_ref(mint_url=mint_url, y=found.y),
                 source=_source(event),
             ),
             mint_url,
