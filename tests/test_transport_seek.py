@@ -1,25 +1,25 @@
-"""The worker's transport never hands an agent a record fetched before a seek of its partition
-(streams.worker.transport.SeekGuard). In the fault campaign such a record, handed out after Faust
-sought the partition back to its committed offset, made Faust count the offsets in between as
-read and a melt request was committed unanswered. Only partitions a seek really moved are
-stamped: a dropped record of a partition not moved back would never be fetched again (the
-scaling benchmark's restarts found that with a first version that dropped whole batches)."""
+"""The worker's transport never hands an agent a record fetched before a seek of its
+partition, and never drops one fetched after it (streams.worker.transport.SeekGuard). In the
+fault campaign a stale record, handed out after Faust sought the partition back to its committed
+offset, made Faust count the offsets in between as read and a melt request was committed
+unanswered; dropping fresh records lost others (the scaling benchmark's restarts, with a first
+version that dropped whole batches; the campaign, with stamps put on after the seek call)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 
-from streams.worker.transport import SeekGuard, _Consumer
+from streams.worker.transport import SeekGuard, _Consumer, _ConsumerThread
 
 
 async def _fetched(
     guard: SeekGuard, records: list[tuple[str, int]], wait: asyncio.Event | None = None
 ) -> AsyncIterator[tuple[str, int]]:
-    """Like Faust's getmany: wait for the fetch (`wait`), the batch arrives, then its records."""
+    """Like the consumer: wait for the fetch (`wait`), the batch is drained, then its records."""
     if wait is not None:
         await wait.wait()
-    guard.arrived()
+    guard.drained()
     for record in records:
         await asyncio.sleep(0)
         yield record
@@ -47,17 +47,18 @@ async def test_records_of_a_sought_partition_fetched_before_the_seek_are_dropped
 
 
 async def test_a_seek_while_the_fetch_waits_keeps_the_records_it_returns() -> None:
-    """The campaign lost melt requests this way: a rebalance sought the partition while the
-    fetch was waiting on the broker; the fetch then returned records from the new position, and
-    a guard stamped when the fetch was asked for dropped them. They never came again."""
+    """The campaign lost melt requests this way: a rebalance sought the partition, and a batch
+    drained after that (from the new position) was taken for stale because the stamp was put
+    on after the whole seek call returned. They never came again. Only the consumer thread's
+    order counts: seek, then drain, keeps the batch."""
     guard = SeekGuard()
     broker = asyncio.Event()
     batch = [("melts", 10), ("melts", 11)]
     records = guard.hand_out(_fetched(guard, batch, wait=broker))
     first = asyncio.ensure_future(anext(records))
     await asyncio.sleep(0.01)  # the fetch is waiting
-    guard.sought(["melts"])  # the rebalance's seek to committed
-    broker.set()  # the fetch returns, from the new position
+    guard.sought(["melts"])  # the rebalance's seek to committed, in the consumer thread
+    broker.set()  # the batch is drained after it, from the new position
     assert [await first, *[r async for r in records]] == batch
     assert guard.dropped == 0
 
@@ -91,7 +92,11 @@ async def test_a_stuck_hand_out_does_not_hold_a_seek_for_ever() -> None:
     await asyncio.wait_for(guard.settle(wait_s=0.05), 1)
 
 
-def test_the_worker_consumer_guards_both_kinds_of_seek() -> None:
-    # Every rebalance's perform_seek goes through seek_to_committed; Consumer.seek through _seek.
-    for name in ("getmany", "_getmany", "_seek", "seek_to_committed"):
+def test_the_worker_consumer_guards_every_kind_of_seek() -> None:
+    # Every rebalance's perform_seek goes through seek_to_committed, table recovery through
+    # _seek_wait, Consumer.seek through _seek: each is stamped in the consumer thread, where
+    # batches are drained.
+    for name in ("getmany", "_seek", "seek_to_committed"):
         assert name in _Consumer.__dict__, name
+    for name in ("_fetch_records", "seek_to_committed", "_seek_to_committed", "_seek_wait"):
+        assert name in _ConsumerThread.__dict__, name

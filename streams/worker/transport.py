@@ -20,9 +20,8 @@ read as a gap in the partition, Faust counted the skipped offsets as acknowledge
 leaves such gaps) and skipped their records when they came again, as already read. A melt request
 in that range was committed unanswered (seen once in the fault campaign, during a Kafka node's
 kill and the rebalances after it). A record whose partition was sought after its batch was fetched
-is dropped; it is fetched again from the new position. "Before" means before the batch came
-back from the consumer, not before it was asked for: a fetch waiting while a rebalance seeks
-returns records from the new position, and dropping those lost them (seen once in the campaign).
+is dropped; it is fetched again from the new position. "Before" is in the consumer thread's
+order, where seeks and drains happen (SeekGuard says why anything looser lost records).
 Faust also records a handed-out record's offset as read only after handing it out, which would
 overwrite the seek's read offset: a seek waits for the record in hand.
 
@@ -37,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -52,29 +51,26 @@ FETCH_MAX_WAIT_MS = 10
 SEEK_WAIT_S = 5.0
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        # Read by AIOKafkaConsumer.start() when it builds its fetcher: set before that.
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        return consumer
-
-
 class SeekGuard:
     """Keeps records fetched before a seek of their partition from being handed out after it.
 
-    A seek's partitions are stamped once it is done; a record of one of them from a batch fetched
-    before that is dropped: the seek moved its partition's position back, so it is fetched again.
-    Only partitions a seek really moved are stamped (one without a committed offset is not sought
-    at a rebalance, and a dropped record of it would never come again), and records of other
-    partitions go on. Faust marks a record's offset as read only after handing it out, which
-    would undo a seek's read offsets: a seek waits (briefly) for the record in hand, before and
-    after it.
+    The order that matters is the consumer thread's: a seek and the drain of a fetched batch both
+    happen there, one after the other. Each seek bumps an epoch and stamps the partitions it
+    moves, in the same step as the seek itself; each drained batch notes the epoch it was drained
+    in. A record of a partition stamped after its batch was drained is dropped (the seek moved the
+    position back, so it is fetched again); every other record goes on. Stamping on the event
+    loop instead, after the seek call returned, dropped fresh records: a rebalance's seek to
+    committed looks up one partition after another, and a batch drained from an already-moved
+    partition meanwhile was taken for stale and never came again (the fault campaign lost melt
+    requests so, twice). Only partitions a seek really moves are stamped.
+
+    Faust marks a record's offset as read only after handing it out, which would undo a seek's
+    read offsets: a seek waits (briefly) for the record in hand, before and after it.
     """
 
     def __init__(self) -> None:
-        self._stamp = 0
-        self._batch = 0  # the stamp when the batch being handed out arrived
+        self._epoch = 0  # written in the consumer thread only
+        self._drained = 0  # the epoch the batch being handed out was drained in
         self._sought: dict[Any, int] = {}
         self.dropped = 0  # records dropped because their partition was sought
         self._idle = asyncio.Event()
@@ -84,18 +80,20 @@ class SeekGuard:
     def delivering(self) -> bool:
         return not self._idle.is_set()
 
-    def arrived(self) -> None:
-        """A fetched batch just came back from the consumer: what it holds is as of now.
+    def sought(self, partitions: Iterable[Any]) -> None:
+        """Consumer thread, in the same step as the seek of `partitions`."""
+        self._epoch += 1
+        for tp in partitions:
+            self._sought[tp] = self._epoch
 
-        Not when the fetch was asked for: a seek while it waited (a rebalance's, typically) has
-        already moved the position its records come from, and dropping them would lose them.
-        """
-        self._batch = self._stamp
+    def drained(self) -> None:
+        """Consumer thread, in the same step as a fetched batch's drain."""
+        self._drained = self._epoch
 
     async def hand_out(self, records: AsyncIterator[tuple[K, V]]) -> AsyncIterator[tuple[K, V]]:
-        """`records` must call `arrived()` once its batch is fetched, before the first record."""
+        """`records` is one drained batch (`drained()` was called when it was drained)."""
         async for tp, record in records:
-            if self._sought.get(tp, 0) > self._batch:
+            if self._sought.get(tp, 0) > self._drained:
                 if not self.dropped:
                     logger.info("a fetched record's partition was sought; it is fetched again")
                 self.dropped += 1
@@ -106,22 +104,65 @@ class SeekGuard:
             finally:
                 self._idle.set()
 
-    def sought(self, partitions: Iterable[Any]) -> None:
-        """`partitions` were just sought: what was fetched of them before is stale."""
-        self._stamp += 1
-        for tp in partitions:
-            self._sought[tp] = self._stamp
-
     async def settle(self, wait_s: float = SEEK_WAIT_S) -> None:
         """Until no record is in hand (at most `wait_s`)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), wait_s)
 
 
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Every seek of the worker's consumer runs here, stamped in the same step (SeekGuard)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # Read by AIOKafkaConsumer.start() when it builds its fetcher: set before that.
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+    @property
+    def _guard(self) -> SeekGuard:
+        return cast(_Consumer, self.consumer).seek_guard
+
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: set[TP],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> Any:
+        records = await super()._fetch_records(
+            consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+        self._guard.drained()  # the drain returned without yielding: no seek in between
+        return records
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        return cast(Mapping[TP, int], await self.call_thread(self._seek_to_committed))
+
+    async def _seek_to_committed(self) -> dict[TP, int | None]:
+        # aiokafka's own seek_to_committed looks each offset up and seeks at once, partition by
+        # partition, so batches drained in between would be half stale: look them all up first.
+        consumer = self._ensure_consumer()
+        committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
+        moved = {tp: offset for tp, offset in committed.items() if offset and offset > 0}
+        self._guard.sought(moved)
+        for tp, offset in moved.items():
+            consumer.seek(tp, offset)
+        return committed
+
+    async def _seek_wait(self, consumer: Any, partitions: Mapping[TP, int]) -> None:
+        self._guard.sought(partitions)  # Faust's seeks follow before its first await
+        await super()._seek_wait(consumer, partitions)
+
+    async def seek_stamped(self, partition: TP, offset: int) -> None:
+        self._guard.sought([partition])
+        self._ensure_consumer().seek(partition, offset)
+
+
 class _Consumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.seek_guard = SeekGuard()  # before Faust's __init__ builds the consumer thread
         super().__init__(*args, **kwargs)
-        self.seek_guard = SeekGuard()
 
     def _new_consumer_thread(self) -> _ConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -130,24 +171,18 @@ class _Consumer(faust_aiokafka.Consumer):
         async for item in self.seek_guard.hand_out(super().getmany(timeout)):
             yield item
 
-    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
-        records = await super()._getmany(active_partitions, timeout)
-        self.seek_guard.arrived()  # no await in between: a seek cannot slip in
-        return records
-
     async def _seek(self, partition: TP, offset: int) -> None:
+        # Faust seeks from the event loop, outside the consumer thread: run it there instead.
         # Consumer.seek sets the read offset right after this returns.
+        thread = cast(_ConsumerThread, self._thread)
         await self.seek_guard.settle()
-        await super()._seek(partition, offset)
-        self.seek_guard.sought([partition])
+        await thread.call_thread(thread.seek_stamped, partition, offset)
         await self.seek_guard.settle()
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
         # Every rebalance's perform_seek comes this way (and sets the read offsets after it).
         await self.seek_guard.settle()
         offsets = await super().seek_to_committed()
-        # aiokafka moves only the partitions with a committed offset past 0.
-        self.seek_guard.sought(tp for tp, offset in offsets.items() if offset)
         await self.seek_guard.settle()
         return offsets
 
