@@ -119,7 +119,7 @@ class HighGroup:
             "types": self.types,
             "requests": self.request_ids,
             "alerted": self.alerted,
-            "proofs": sorted(self.proof_refs),
+            "proofs": list(self.proof_refs),  # written per signal: no sort needed
         }
 
     @classmethod

@@ -144,19 +144,24 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         # partition, so batches drained in between would be half stale: look them all up first.
         consumer = self._ensure_consumer()
         committed = {tp: await consumer.committed(tp) for tp in consumer.assignment()}
-        moved = {tp: offset for tp, offset in committed.items() if offset and offset > 0}
-        self._guard.sought(moved)
-        for tp, offset in moved.items():
-            consumer.seek(tp, offset)
+        self._seek_stamped(
+            {tp: offset for tp, offset in committed.items() if offset is not None and offset > 0}
+        )
         return committed
 
     async def _seek_wait(self, consumer: Any, partitions: Mapping[TP, int]) -> None:
         self._guard.sought(partitions)  # Faust's seeks follow before its first await
         await super()._seek_wait(consumer, partitions)
 
-    async def seek_stamped(self, partition: TP, offset: int) -> None:
-        self._guard.sought([partition])
-        self._ensure_consumer().seek(partition, offset)
+    async def seek_one(self, partition: TP, offset: int) -> None:
+        self._seek_stamped({partition: offset})
+
+    def _seek_stamped(self, offsets: Mapping[TP, int]) -> None:
+        """Stamp and seek in one step of this thread: no drain can come in between."""
+        self._guard.sought(offsets)
+        consumer = self._ensure_consumer()
+        for tp, offset in offsets.items():
+            consumer.seek(tp, offset)
 
 
 class _Consumer(faust_aiokafka.Consumer):
@@ -176,7 +181,7 @@ class _Consumer(faust_aiokafka.Consumer):
         # Consumer.seek sets the read offset right after this returns.
         thread = cast(_ConsumerThread, self._thread)
         await self.seek_guard.settle()
-        await thread.call_thread(thread.seek_stamped, partition, offset)
+        await thread.call_thread(thread.seek_one, partition, offset)
         await self.seek_guard.settle()
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
